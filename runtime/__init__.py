@@ -1,0 +1,3 @@
+"""Arbfleet runtime: the engine, its clients and the developer tooling around it."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Developer tooling: the pinned HashiCorp toolchain and the local Nomad/Consul/Vault stack."""

@@ -1,0 +1,65 @@
+"""Command-line entry points for the toolchain and the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from runtime.devstack import stack, toolchain
+from runtime.errors import ArbfleetError
+
+
+def add_toolchain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("toolchain", help="the pinned Nomad/Consul/Vault/Terraform")
+    parser.add_argument("action", choices=["install", "status", "env"])
+    parser.set_defaults(handler=_toolchain)
+
+
+def add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("dev", help="the local Nomad/Consul/Vault/PostgreSQL/Redis")
+    parser.add_argument("action", choices=["up", "down", "status", "env"])
+    parser.set_defaults(handler=_dev)
+
+
+def _toolchain(args: argparse.Namespace) -> int:
+    if args.action == "install":
+        toolchain.install()
+    elif args.action == "status":
+        present = toolchain.status()
+        for name, ok in present.items():
+            print(f"{name:24} {'present' if ok else 'missing'}")
+        return 0 if all(present.values()) else 1
+    else:
+        env = toolchain.tool_env({"PATH": "$PATH"})
+        print(f'export PATH="{env["PATH"]}"')
+        print(f'export TF_CLI_CONFIG_FILE="{env["TF_CLI_CONFIG_FILE"]}"')
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        stack.up()
+    elif args.action == "down":
+        stack.down()
+    elif args.action == "status":
+        states = stack.status()
+        print(json.dumps(states, indent=2))
+        return 0 if all(s.endswith(", healthy)") for s in states.values()) else 3
+    else:
+        ep = stack.endpoints()
+        for key, value in ep.env().items():
+            print(f'export {key}="{value}"')
+        print(f'export VAULT_TOKEN="$(cat {ep.vault_token_file})"')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="arbfleet")
+    subparsers = parser.add_subparsers(required=True)
+    add_toolchain(subparsers)
+    add_dev(subparsers)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ArbfleetError as exc:
+        parser.exit(2, f"arbfleet: {exc}\n")

@@ -1,0 +1,661 @@
+"""The local development stack: Consul, Vault and Nomad in dev mode, PostgreSQL and Redis.
+
+Everything binds to 127.0.0.1 and lives in one state directory (``$ARBFLEET_STACK_DIR``,
+default ``/tmp/arbfleet-stack-<uid>``): data, logs, one pid file per service and the secrets a
+developer needs (Vault root token, PostgreSQL password), each in a file of mode 0600.
+
+``up`` starts what is not already running and healthy, waits until every service is healthy,
+then configures Nomad's workload identity in Vault the way production does. ``down`` stops
+exactly the processes ``up`` started (by pid, process group and state directory) and leaves
+none behind. A port that is already taken is reported with the process holding it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.devstack import toolchain
+from runtime.errors import PortInUseError, StackError
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 20.0
+APT_PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql"}
+# Workload identity: the JWT auth mount and role names Terraform's platform module uses too.
+WI_AUTH_PATH = "jwt-nomad"
+WI_ROLE = "nomad-workloads"
+WI_AUDIENCE = "vault.io"
+
+
+def state_dir() -> Path:
+    default = Path(tempfile.gettempdir()) / f"arbfleet-stack-{os.getuid()}"
+    return Path(os.environ.get("ARBFLEET_STACK_DIR", default))
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every port the stack binds; ``offset`` shifts them all, for a second stack beside one."""
+
+    offset: int = 0
+
+    def _at(self, port: int) -> int:
+        return port + self.offset
+
+    @property
+    def consul(self) -> dict[str, int]:
+        names = ("http", "grpc", "grpc-tls", "dns", "server", "serf-lan", "serf-wan")
+        return {name: self._at(port) for name, port in zip(names, (8500, 8502, 8503, 8600, 8300, 8301, 8302), strict=True)}
+
+    @property
+    def vault(self) -> int:
+        return self._at(8200)
+
+    @property
+    def nomad(self) -> tuple[int, int, int]:
+        return (self._at(4646), self._at(4647), self._at(4648))
+
+    @property
+    def postgres(self) -> int:
+        return self._at(15432)
+
+    @property
+    def redis(self) -> int:
+        return self._at(16379)
+
+
+def default_ports() -> Ports:
+    return Ports(offset=int(os.environ.get("ARBFLEET_STACK_PORT_OFFSET", "0")))
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the running stack answers, and where its secrets are kept."""
+
+    consul: str
+    vault: str
+    nomad: str
+    postgres_dsn_file: Path
+    redis_url: str
+    vault_token_file: Path
+
+    def vault_token(self) -> str:
+        return self.vault_token_file.read_text().strip()
+
+    def postgres_dsn(self) -> str:
+        return self.postgres_dsn_file.read_text().strip()
+
+    def env(self) -> dict[str, str]:
+        """The variables the HashiCorp CLIs and Arbfleet read (no secret values)."""
+        return {
+            "CONSUL_HTTP_ADDR": self.consul,
+            "VAULT_ADDR": self.vault,
+            "NOMAD_ADDR": self.nomad,
+            "ARBFLEET_REDIS_URL": self.redis_url,
+            "ARBFLEET_POSTGRES_DSN_FILE": str(self.postgres_dsn_file),
+            "ARBFLEET_VAULT_TOKEN_FILE": str(self.vault_token_file),
+        }
+
+
+def endpoints(ports: Ports | None = None) -> Endpoints:
+    ports = ports or default_ports()
+    root = state_dir()
+    return Endpoints(
+        consul=f"http://{HOST}:{ports.consul['http']}",
+        vault=f"http://{HOST}:{ports.vault}",
+        nomad=f"http://{HOST}:{ports.nomad[0]}",
+        postgres_dsn_file=root / "secrets" / "postgres.dsn",
+        redis_url=f"redis://{HOST}:{ports.redis}/0",
+        vault_token_file=root / "secrets" / "vault-root-token",
+    )
+
+
+@dataclass
+class Service:
+    """One process of the stack: how to start it and how to know it is healthy."""
+
+    name: str
+    ports: tuple[int, ...]
+    argv: Callable[[], list[str]]
+    healthy: Callable[[], bool]
+    prepare: Callable[[], None] = lambda: None
+    run_as: str | None = None
+    env: Callable[[], dict[str, str]] = dict
+
+    @property
+    def pid_file(self) -> Path:
+        return state_dir() / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return state_dir() / "log" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid from the pid file if that process is still alive, else None."""
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+
+Say = Callable[[str], None]
+
+
+def _say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+# --- health probes -------------------------------------------------------------------------
+
+
+def http_ok(url: str, token: str | None = None) -> bool:
+    request = urllib.request.Request(url, headers={"X-Vault-Token": token} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(200 <= response.status < 300)
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+def http_json(url: str, method: str = "GET", body: object = None, token: str | None = None) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["X-Vault-Token"] = token
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        raise StackError(f"{method} {url} failed: HTTP {exc.code} {detail}") from exc
+    return json.loads(raw) if raw else None
+
+
+def _nomad_node_ready(ep: Endpoints) -> bool:
+    if not http_ok(f"{ep.nomad}/v1/agent/health"):
+        return False
+    try:
+        nodes = http_json(f"{ep.nomad}/v1/nodes")
+    except (StackError, OSError):
+        return False
+    return isinstance(nodes, list) and any(n.get("Status") == "ready" for n in nodes)
+
+
+def _consul_leader(ep: Endpoints) -> bool:
+    try:
+        return bool(http_json(f"{ep.consul}/v1/status/leader"))
+    except (StackError, OSError):
+        return False
+
+
+def _redis_pong(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _pg_ready(port: int) -> bool:
+    isready = _pg_bin() / "pg_isready"
+    proc = subprocess.run(
+        [str(isready), "-h", HOST, "-p", str(port), "-q"], check=False, capture_output=True
+    )
+    return proc.returncode == 0
+
+
+# --- processes and ports -------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+
+
+def port_owner(port: int) -> str | None:
+    """``"pid N (cmdline)"`` of the process listening on ``port``, "unknown" or None if free."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        with contextlib.closing(socket.socket()) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                return "an unknown process"
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    return f"pid {proc.name} ({cmdline[:120]})"
+    return "an unknown process"
+
+
+def _listening_inodes(port: int) -> set[str]:
+    found: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                local_port = int(cols[1].rsplit(":", 1)[1], 16)
+                listening = cols[3] == "0A" or table.startswith("/proc/net/udp")
+                if local_port == port and listening:
+                    found.add(f"socket:[{cols[9]}]")
+    return found
+
+
+def _spawn(service: Service) -> int:
+    service.log_file.parent.mkdir(parents=True, exist_ok=True)
+    service.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    argv = service.argv()
+    if service.run_as and os.getuid() == 0:
+        argv = ["runuser", "-u", service.run_as, "--", *argv]
+    log = service.log_file.open("ab")
+    proc = subprocess.Popen(
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=state_dir(),
+        env=toolchain.tool_env(dict(os.environ, **service.env())),
+        start_new_session=True,  # own process group: `down` signals the whole group
+    )
+    service.pid_file.write_text(str(proc.pid))
+    return proc.pid
+
+
+def _stop_pid(pid: int, name: str, say: Say) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.2)
+    if _alive(pid):
+        say(f"{name} (pid {pid}) did not stop in {STOP_TIMEOUT_S:.0f} s: killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stray_processes() -> list[int]:
+    """Processes still running out of the state directory (Nomad tasks, forked daemons)."""
+    root = str(state_dir())
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(proc / "cwd")
+            if root in cmdline or cwd.startswith(root):
+                found.append(int(proc.name))
+    return found
+
+
+# --- installation on demand ----------------------------------------------------------------
+
+
+def _pg_bin() -> Path:
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if not versions:
+        raise StackError("PostgreSQL is not installed (apt-get install postgresql)")
+    return versions[-1]
+
+
+def ensure_packages(say: Say) -> None:
+    """Install Debian's redis-server and postgresql when absent, without starting them."""
+    missing = [pkg for binary, pkg in APT_PACKAGES.items() if not _have(binary)]
+    if not missing:
+        return
+    if os.getuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError(f"missing packages {missing}: install them (apt-get install {missing})")
+    say(f"installing {' '.join(missing)} from Debian's packages")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    policy = Path("/usr/sbin/policy-rc.d")
+    had_policy = policy.exists()
+    if not had_policy:  # keep the packages' own init scripts from starting system services
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], env=env, check=True)
+    finally:
+        if not had_policy:
+            policy.unlink()
+
+
+def _have(binary: str) -> bool:
+    if binary == "postgres":
+        return any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    return shutil.which(binary) is not None
+
+
+# --- the services --------------------------------------------------------------------------
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    path.chmod(0o600)
+
+
+def _nomad_config(ports: Ports, ep: Endpoints) -> str:
+    data = state_dir() / "nomad"
+    return f"""
+data_dir  = "{data}"
+bind_addr = "{HOST}"
+ports {{
+  http = {ports.nomad[0]}
+  rpc  = {ports.nomad[1]}
+  serf = {ports.nomad[2]}
+}}
+client {{
+  enabled = true
+  host_volume "arbfleet-data" {{
+    path      = "{state_dir() / 'volumes'}"
+    read_only = false
+  }}
+}}
+plugin "raw_exec" {{
+  config {{
+    enabled    = true
+    no_cgroups = true
+  }}
+}}
+consul {{
+  address = "{ep.consul.removeprefix('http://')}"
+}}
+# Workload identity, as in production: Nomad signs a JWT for each task and Vault's JWT auth
+# method at {WI_AUTH_PATH}/ trusts Nomad's JWKS; no Vault token is given to Nomad itself.
+vault {{
+  enabled               = true
+  address               = "{ep.vault}"
+  jwt_auth_backend_path = "{WI_AUTH_PATH}"
+  default_identity {{
+    aud = ["{WI_AUDIENCE}"]
+    ttl = "1h"
+  }}
+}}
+"""
+
+
+def build_services(ports: Ports | None = None) -> list[Service]:
+    ports = ports or default_ports()
+    ep = endpoints(ports)
+    root = state_dir()
+    bins = toolchain.bin_dir()
+
+    def prepare_vault() -> None:
+        if not ep.vault_token_file.exists():
+            _write_secret(ep.vault_token_file, f"hvs.dev-{secrets.token_urlsafe(24)}")
+
+    def prepare_nomad() -> None:
+        (root / "volumes").mkdir(parents=True, exist_ok=True)
+        (root / "nomad.hcl").write_text(_nomad_config(ports, ep))
+
+    def prepare_postgres() -> None:
+        _prepare_postgres(ports, ep)
+
+    def prepare_redis() -> None:
+        (root / "redis").mkdir(parents=True, exist_ok=True)
+
+    return [
+        Service(
+            "consul",
+            tuple(ports.consul.values()),
+            lambda: [str(bins / "consul"), "agent", "-dev", "-bind", HOST, "-client", HOST,
+                     "-log-level", "warn",
+                     *(f"-{name}-port={port}" for name, port in ports.consul.items())],
+            lambda: _consul_leader(ep),
+        ),
+        Service(
+            "vault",
+            (ports.vault, ports.vault + 1),
+            lambda: [str(bins / "vault"), "server", "-dev",
+                     f"-dev-listen-address={HOST}:{ports.vault}",
+                     "-dev-no-store-token"],
+            lambda: http_ok(f"{ep.vault}/v1/sys/health"),
+            prepare=prepare_vault,
+            # through the environment, not argv: argv is world-readable in /proc
+            env=lambda: {"VAULT_DEV_ROOT_TOKEN_ID": ep.vault_token()},
+        ),
+        Service(
+            "nomad",
+            ports.nomad,
+            lambda: [str(bins / "nomad"), "agent", "-dev", f"-config={root / 'nomad.hcl'}"],
+            lambda: _nomad_node_ready(ep),
+            prepare=prepare_nomad,
+        ),
+        Service(
+            "postgres",
+            (ports.postgres,),
+            lambda: [str(_pg_bin() / "postgres"), "-D", str(root / "postgres" / "data"),
+                     "-h", HOST, "-p", str(ports.postgres),
+                     "-k", str(root / "postgres" / "socket")],
+            lambda: _pg_ready(ports.postgres),
+            prepare=prepare_postgres,
+            run_as="postgres",
+        ),
+        Service(
+            "redis",
+            (ports.redis,),
+            lambda: ["redis-server", "--bind", HOST, "--port", str(ports.redis),
+                     "--dir", str(root / "redis"), "--appendonly", "yes",
+                     "--appendfsync", "everysec", "--save", "", "--daemonize", "no"],
+            lambda: _redis_pong(ports.redis),
+            prepare=prepare_redis,
+        ),
+    ]
+
+
+def _prepare_postgres(ports: Ports, ep: Endpoints) -> None:
+    base = state_dir() / "postgres"
+    data = base / "data"
+    if (data / "PG_VERSION").exists():
+        return
+    password = secrets.token_urlsafe(24)
+    (base / "socket").mkdir(parents=True, exist_ok=True)
+    pwfile = base / "pwfile"
+    _write_secret(pwfile, password)
+    if os.getuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        for path in (base / "socket", pwfile):
+            shutil.chown(path, "postgres", "postgres")
+    initdb = [str(_pg_bin() / "initdb"), "-D", str(data), "-U", "postgres",
+              "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync"]
+    if os.getuid() == 0:
+        initdb = ["runuser", "-u", "postgres", "--", *initdb]
+    proc = subprocess.run(initdb, capture_output=True, text=True, check=False)
+    pwfile.unlink()
+    if proc.returncode != 0:
+        raise StackError(f"initdb failed: {proc.stderr.strip()[-500:]}")
+    _write_secret(ep.postgres_dsn_file,
+                  f"postgresql://postgres:{password}@{HOST}:{ports.postgres}/postgres")
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def _state_dir_ready() -> None:
+    root = state_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)  # the postgres user must reach its own data directory inside
+
+
+def _check_ports(service: Service) -> None:
+    for port in service.ports:
+        owner = port_owner(port)
+        if owner:
+            raise PortInUseError(
+                f"cannot start {service.name}: port {HOST}:{port} is already in use by {owner}"
+            )
+
+
+def _wait_healthy(service: Service, pid: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if service.healthy():
+            return
+        if not _alive(pid):
+            tail = service.log_file.read_text(errors="replace").strip().splitlines()[-15:]
+            raise StackError(f"{service.name} exited during start; log tail:\n" + "\n".join(tail))
+        time.sleep(0.3)
+    raise StackError(f"{service.name} not healthy after {START_TIMEOUT_S:.0f} s: see {service.log_file}")
+
+
+def up(say: Say = _say, ports: Ports | None = None) -> Endpoints:
+    """Start every service that is not already running and healthy; configure Vault."""
+    started = time.monotonic()
+    _state_dir_ready()
+    ensure_packages(say)
+    missing = [name for name, ok in toolchain.status().items() if not ok and "/" not in name]
+    if missing:
+        raise StackError(f"toolchain incomplete ({', '.join(missing)}): run `nox -s toolchain`")
+    ep = endpoints(ports)
+    for service in build_services(ports):
+        pid = service.pid()
+        if pid and service.healthy():
+            say(f"{service.name}: already running (pid {pid})")
+            continue
+        if pid:
+            _stop_pid(pid, service.name, say)
+        _check_ports(service)
+        service.prepare()
+        pid = _spawn(service)
+        _wait_healthy(service, pid)
+        say(f"{service.name}: running (pid {pid})")
+    configure_workload_identity(ep)
+    say(f"healthy in {time.monotonic() - started:.1f} s")
+    for key, value in ep.env().items():
+        say(f"  {key}={value}")
+    return ep
+
+
+def down(say: Say = _say) -> None:
+    """Stop exactly what ``up`` started, in reverse order, and any task it left behind."""
+    services = build_services()
+    nomad = next(s for s in services if s.name == "nomad")
+    if nomad.pid():
+        _stop_nomad_jobs(endpoints(), say)
+    for service in reversed(services):
+        pid = service.pid()
+        if pid:
+            _stop_pid(pid, service.name, say)
+            say(f"{service.name}: stopped (pid {pid})")
+        service.pid_file.unlink(missing_ok=True)
+    for pid in stray_processes():
+        say(f"stopping leftover process {pid}")
+        _stop_pid(pid, f"pid {pid}", say)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _stop_nomad_jobs(ep: Endpoints, say: Say) -> None:
+    try:
+        jobs = http_json(f"{ep.nomad}/v1/jobs")
+    except (StackError, OSError):
+        return
+    for job in jobs if isinstance(jobs, list) else []:
+        if job.get("Status") != "dead":
+            say(f"stopping nomad job {job['ID']}")
+            with contextlib.suppress(StackError, OSError):
+                http_json(f"{ep.nomad}/v1/job/{job['ID']}?purge=true", method="DELETE")
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        allocs = http_json(f"{ep.nomad}/v1/allocations")
+        if not any(a.get("ClientStatus") == "running" for a in allocs or []):  # type: ignore[union-attr]
+            return
+        time.sleep(0.5)
+
+
+def status() -> dict[str, str]:
+    """Each service's state: ``running (pid N, healthy)``, ``running (pid N, unhealthy)``,
+    or ``stopped``."""
+    result = {}
+    for service in build_services():
+        pid = service.pid()
+        if pid is None:
+            result[service.name] = "stopped"
+        else:
+            health = "healthy" if service.healthy() else "unhealthy"
+            result[service.name] = f"running (pid {pid}, {health})"
+    return result
+
+
+def configure_workload_identity(ep: Endpoints) -> None:
+    """Vault trusts Nomad's workload identities: JWT auth against Nomad's JWKS, one role.
+
+    Idempotent (every call is a PUT of the whole desired state). Production does the same
+    through Terraform's platform module.
+    """
+    token = ep.vault_token()
+    mounts = http_json(f"{ep.vault}/v1/sys/auth", token=token)
+    if f"{WI_AUTH_PATH}/" not in (mounts or {}):  # type: ignore[operator]
+        http_json(f"{ep.vault}/v1/sys/auth/{WI_AUTH_PATH}", "POST", {"type": "jwt"}, token)
+    http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/config", "POST", {
+        "jwks_url": f"{ep.nomad}/.well-known/jwks.json",
+        "jwt_supported_algs": ["RS256", "EdDSA"],
+        "default_role": WI_ROLE,
+    }, token)
+    accessor = http_json(f"{ep.vault}/v1/sys/auth", token=token)[f"{WI_AUTH_PATH}/"]["accessor"]  # type: ignore[index]
+    http_json(f"{ep.vault}/v1/sys/policies/acl/{WI_ROLE}", "PUT",
+              {"policy": workload_policy(accessor)}, token)
+    http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role/{WI_ROLE}", "POST", {
+        "role_type": "jwt",
+        "bound_audiences": [WI_AUDIENCE],
+        "user_claim": "/nomad_job_id",
+        "user_claim_json_pointer": True,
+        "claim_mappings": {
+            "nomad_namespace": "nomad_namespace",
+            "nomad_job_id": "nomad_job_id",
+            "nomad_task": "nomad_task",
+        },
+        "token_type": "service",
+        "token_policies": [WI_ROLE],
+        "token_period": "30m",
+        "token_explicit_max_ttl": 0,
+    }, token)
+
+
+def workload_policy(accessor: str) -> str:
+    """Each job may read only ``secret/data/<namespace>/<job>/*`` (templated on its claims)."""
+    meta = f"identity.entity.aliases.{accessor}.metadata"
+    return (
+        f'path "secret/data/{{{{{meta}.nomad_namespace}}}}/{{{{{meta}.nomad_job_id}}}}/*" {{\n'
+        '  capabilities = ["read"]\n}\n'
+        f'path "secret/data/{{{{{meta}.nomad_namespace}}}}/{{{{{meta}.nomad_job_id}}}}" {{\n'
+        '  capabilities = ["read"]\n}\n'
+    )

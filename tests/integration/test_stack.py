@@ -1,0 +1,185 @@
+"""The local stack is the real thing: Nomad schedules, Consul checks, Vault serves secrets to
+Nomad tasks through workload identity, and Terraform applies offline against Nomad."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import hvac
+import nomad
+import pytest
+
+from tests.stack_plugin import Consul, Terraform, wait_for
+
+pytestmark = pytest.mark.stack
+
+WEB_JOB = """
+job "{name}" {{
+  datacenters = ["*"]
+  type        = "service"
+  group "web" {{
+    network {{
+      port "http" {{}}
+    }}
+    service {{
+      name     = "{name}"
+      port     = "http"
+      provider = "consul"
+      check {{
+        type     = "http"
+        path     = "/"
+        interval = "1s"
+        timeout  = "1s"
+      }}
+    }}
+    task "server" {{
+      driver = "raw_exec"
+      config {{
+        command = "{python}"
+        args    = ["-m", "http.server", "${{NOMAD_PORT_http}}", "--bind", "127.0.0.1"]
+      }}
+      resources {{
+        memory = 64
+      }}
+    }}
+  }}
+}}
+"""
+
+SECRET_JOB = """
+job "{name}" {{
+  datacenters = ["*"]
+  type        = "service"
+  group "reader" {{
+    task "reader" {{
+      driver = "raw_exec"
+      config {{
+        command = "/bin/sleep"
+        args    = ["3600"]
+      }}
+      vault {{}}
+      template {{
+        data        = <<-EOT
+        {{{{ with secret "secret/data/default/{name}/config" }}}}{{{{ .Data.data.greeting }}}}{{{{ end }}}}
+        EOT
+        destination = "secrets/greeting.txt"
+        change_mode = "signal"
+        change_signal = "SIGHUP"
+      }}
+      resources {{
+        memory = 32
+      }}
+    }}
+  }}
+}}
+"""
+
+
+def _register(nomad_api: nomad.Nomad, hcl: str) -> str:
+    job = nomad_api.jobs.parse(hcl)
+    nomad_api.jobs.register_job({"Job": job})
+    return str(job["ID"])
+
+
+def _running_alloc(nomad_api: nomad.Nomad, job_id: str) -> dict[str, object] | None:
+    allocs = nomad_api.job.get_allocations(job_id)
+    return next((a for a in allocs if a["ClientStatus"] == "running"), None)
+
+
+@pytest.fixture
+def job_name(nomad_api: nomad.Nomad) -> Iterator[str]:
+    name = f"it-{uuid.uuid4().hex[:8]}"
+    yield name
+    nomad_api.job.deregister_job(name, purge=True)
+
+
+def test_nomad_runs_raw_exec_job_and_consul_sees_it_healthy(
+    nomad_api: nomad.Nomad, consul: Consul, job_name: str
+) -> None:
+    _register(nomad_api, WEB_JOB.format(name=job_name, python=sys.executable))
+
+    wait_for(lambda: _running_alloc(nomad_api, job_name), what=f"{job_name} running")
+    checks = wait_for(
+        lambda: [c for c in consul.get(f"health/checks/{job_name}") if c["Status"] == "passing"],
+        what=f"a passing Consul check for {job_name}",
+    )
+    assert checks[0]["ServiceName"] == job_name
+
+
+def test_vault_kv_v2_write_then_read(vault: hvac.Client) -> None:
+    path = f"it/{uuid.uuid4().hex[:8]}"
+    vault.secrets.kv.v2.create_or_update_secret(path=path, secret={"api_key": "canary-1"})
+    vault.secrets.kv.v2.create_or_update_secret(path=path, secret={"api_key": "canary-2"})
+
+    latest = vault.secrets.kv.v2.read_secret_version(path=path, raise_on_deleted_version=True)
+    first = vault.secrets.kv.v2.read_secret_version(
+        path=path, version=1, raise_on_deleted_version=True
+    )
+    assert latest["data"]["data"] == {"api_key": "canary-2"}
+    assert latest["data"]["metadata"]["version"] == 2
+    assert first["data"]["data"] == {"api_key": "canary-1"}
+
+
+def test_nomad_task_reads_vault_secret_through_workload_identity(
+    nomad_api: nomad.Nomad, vault: hvac.Client, job_name: str
+) -> None:
+    greeting = f"canary-{uuid.uuid4().hex}"
+    vault.secrets.kv.v2.create_or_update_secret(
+        path=f"default/{job_name}/config", secret={"greeting": greeting}
+    )
+
+    _register(nomad_api, SECRET_JOB.format(name=job_name))
+
+    alloc = wait_for(lambda: _running_alloc(nomad_api, job_name), what=f"{job_name} running")
+    rendered = nomad_api.client.cat.read_file(alloc["ID"], path="reader/secrets/greeting.txt")
+    assert rendered.strip() == greeting
+
+
+def test_workload_identity_policy_denies_other_jobs_secrets(
+    nomad_api: nomad.Nomad, vault: hvac.Client, job_name: str
+) -> None:
+    vault.secrets.kv.v2.create_or_update_secret(
+        path=f"default/someone-else-{job_name}/config", secret={"greeting": "not yours"}
+    )
+    hcl = SECRET_JOB.format(name=job_name).replace(
+        f"default/{job_name}/config", f"default/someone-else-{job_name}/config"
+    )
+    _register(nomad_api, hcl)
+
+    def template_denied() -> bool:
+        allocs = nomad_api.job.get_allocations(job_name)
+        events = [
+            event["DisplayMessage"]
+            for alloc in allocs
+            for state in (alloc.get("TaskStates") or {}).values()
+            for event in state.get("Events") or []
+        ]
+        return any("permission denied" in e.lower() or "403" in e for e in events)
+
+    wait_for(template_denied, what="the template to be refused by Vault")
+    assert _running_alloc(nomad_api, job_name) is None
+
+
+def test_terraform_applies_offline_against_nomad(
+    terraform: Terraform, nomad_api: nomad.Nomad, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "smoke"
+    shutil.copytree(Path(__file__).parent / "terraform_smoke", workdir)
+    namespace = f"tf-{uuid.uuid4().hex[:8]}"
+    var = f"-var=namespace={namespace}"
+
+    terraform(workdir, "init", "-input=false", "-no-color")
+    terraform(workdir, "apply", "-auto-approve", "-input=false", "-no-color", var)
+    assert namespace in [ns["Name"] for ns in nomad_api.namespaces.get_namespaces()]
+
+    replan = terraform(
+        workdir, "plan", "-detailed-exitcode", "-input=false", "-no-color", var, check=False
+    )
+    assert replan.returncode == 0, f"second plan is not a no-op:\n{replan.stdout}"
+
+    terraform(workdir, "destroy", "-auto-approve", "-input=false", "-no-color", var)
+    assert namespace not in [ns["Name"] for ns in nomad_api.namespaces.get_namespaces()]

@@ -1,0 +1,114 @@
+"""The toolchain's wrapper go.mod and manifest, and the stack's port diagnostics."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from runtime.devstack import stack, toolchain
+from runtime.errors import PortInUseError, StackError
+
+UPSTREAM = """module github.com/hashicorp/nomad
+
+go 1.24.7
+
+replace (
+	github.com/Microsoft/go-winio => github.com/endocrimes/go-winio v0.4.13-0.20190628114223-fb47a8b41948
+	github.com/hashicorp/hcl => github.com/hashicorp/hcl v1.0.1-nomad-1 // pinned fork
+)
+
+// Nomad is built using the current source of the API module.
+replace github.com/hashicorp/nomad/api => ./api
+
+exclude github.com/hashicorp/go-msgpack v1.1.5
+
+require github.com/LK4D4/joincontext v0.0.0-20171026170139-1724345da6d5
+"""
+
+
+def _wrapper() -> list[str]:
+    text = toolchain.wrapper_go_mod(
+        "github.com/hashicorp/nomad", "1.10.5", UPSTREAM,
+        {"github.com/hashicorp/nomad/api": "v0.0.0-20250909143645-a3b86c697f38"},
+    )
+    return text.splitlines()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "require github.com/hashicorp/nomad v1.10.5",
+        "replace github.com/Microsoft/go-winio => github.com/endocrimes/go-winio "
+        "v0.4.13-0.20190628114223-fb47a8b41948",
+        "replace github.com/hashicorp/hcl => github.com/hashicorp/hcl v1.0.1-nomad-1",
+        "replace github.com/hashicorp/nomad/api => github.com/hashicorp/nomad/api "
+        "v0.0.0-20250909143645-a3b86c697f38",
+        "exclude github.com/hashicorp/go-msgpack v1.1.5",
+    ],
+)
+def test_wrapper_go_mod_keeps(line: str) -> None:
+    assert line in _wrapper()
+
+
+def test_wrapper_go_mod_drops_local_replaces() -> None:
+    assert not [line for line in _wrapper() if "=> ./" in line]
+
+
+def test_manifest_pins_every_tool_and_provider() -> None:
+    manifest = toolchain.load_manifest()
+    assert {t.name for t in manifest.tools} == {"nomad", "consul", "vault"}
+    assert {p.source for p in manifest.providers} >= {"hashicorp/nomad", "hashicorp/vault",
+                                                      "hetznercloud/hcloud"}
+    assert all(t.version.count(".") == 2 for t in manifest.tools)
+
+
+def test_provider_lands_in_the_unpacked_mirror_layout(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    monkeypatch.setenv("ARBFLEET_CACHE", str(tmp_path))
+    provider = toolchain.Provider("hashicorp/nomad", "1.4.20", "github.com/x/y")
+    expected = "providers/registry.terraform.io/hashicorp/nomad/1.4.20/linux_amd64/" \
+        "terraform-provider-nomad_v1.4.20"
+    assert provider.target == tmp_path / expected
+
+
+def test_terraformrc_sends_pinned_providers_to_the_mirror_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ARBFLEET_CACHE", str(tmp_path))
+    toolchain.write_terraformrc([toolchain.Provider("hashicorp/nomad", "1.4.20", "m")])
+    rc = toolchain.terraformrc_path().read_text()
+    assert f'path    = "{tmp_path / "providers"}"' in rc
+    assert 'exclude = ["registry.terraform.io/hashicorp/nomad"]' in rc
+
+
+def test_taken_port_is_reported_with_its_process() -> None:
+    with socket.socket() as listener:
+        listener.bind((stack.HOST, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        service = stack.Service("redis", (port,), list, lambda: False)
+        with pytest.raises(PortInUseError) as caught:
+            stack._check_ports(service)
+    message = str(caught.value)
+    assert f"{stack.HOST}:{port}" in message
+    assert f"pid {os.getpid()}" in message
+    assert isinstance(caught.value, OSError)
+    assert isinstance(caught.value, StackError)
+
+
+def test_free_port_has_no_owner() -> None:
+    with socket.socket() as probe:
+        probe.bind((stack.HOST, 0))
+        port = probe.getsockname()[1]
+    assert stack.port_owner(port) is None
+
+
+def test_ports_shift_together() -> None:
+    shifted = stack.Ports(offset=1000)
+    assert shifted.vault == 9200
+    assert shifted.nomad == (5646, 5647, 5648)
+    assert shifted.consul["http"] == 9500
+    assert shifted.postgres == 16432
