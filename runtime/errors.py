@@ -1,10 +1,18 @@
 """Every error Arbfleet raises on purpose.
 
     ArbfleetError
-     ├── ConfigError(ArbfleetError, ValueError)      a config field is missing or invalid
-     ├── ToolchainError(ArbfleetError, RuntimeError) a pinned tool could not be had
-     └── StackError(ArbfleetError, RuntimeError)     the local stack could not start or stop
-          └── PortInUseError(StackError, OSError)    a port the stack needs is taken
+     ├── ConfigError(ArbfleetError, ValueError)        a config field is missing or invalid
+     ├── PluginError(ArbfleetError, ImportError)       a strategy plugin cannot be loaded or used
+     ├── StrategyError(ArbfleetError, RuntimeError)    a plugin hook raised or returned garbage
+     ├── FeedError(ArbfleetError, ConnectionError)     a market-data connection failed
+     ├── ExchangeError(ArbfleetError, RuntimeError)    a venue request failed or was refused
+     │    ├── RateLimitedError(ExchangeError)           the venue answered 429; retry later
+     │    ├── AuthenticationError(ExchangeError, PermissionError)
+     │    │                                             the venue refused the key or signature
+     │    └── OrderRejectedError(ExchangeError)         the venue refused the order itself
+     ├── ToolchainError(ArbfleetError, RuntimeError)   a pinned tool could not be had
+     └── StackError(ArbfleetError, RuntimeError)       the local stack could not start or stop
+          └── PortInUseError(StackError, OSError)      a port the stack needs is taken
 
 Errors from libraries are re-raised as ours with ``raise ... from exc`` where the caller can
 act on them; each also inherits the standard error it matches, so ``except OSError`` still works.
@@ -17,6 +25,53 @@ class ArbfleetError(Exception):
 
 class ConfigError(ArbfleetError, ValueError):
     """A configuration field is missing or invalid; the message names the field."""
+
+
+class PluginError(ArbfleetError, ImportError):
+    """A strategy plugin could not be imported, or breaks the plugin contract."""
+
+
+class StrategyError(ArbfleetError, RuntimeError):
+    """A strategy plugin's hook raised or returned something that is not a list of intents.
+
+    The engine never lets this escape: the safe wrapper counts it, logs it with the strategy's
+    name and quarantines a plugin that keeps failing.
+    """
+
+    def __init__(self, strategy: str, hook: str, reason: str) -> None:
+        super().__init__(f"strategy {strategy!r} failed in {hook}: {reason}")
+        self.strategy = strategy
+        self.hook = hook
+        self.reason = reason
+
+
+class FeedError(ArbfleetError, ConnectionError):
+    """A market-data connection could not be opened or was lost."""
+
+
+class ExchangeError(ArbfleetError, RuntimeError):
+    """A request to a venue's REST API failed or was refused."""
+
+    def __init__(self, message: str, *, status: int = 0, code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RateLimitedError(ExchangeError):
+    """The venue answered 429 (or 418); ``retry_after_s`` says when to try again."""
+
+    def __init__(self, message: str, *, status: int = 429, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class AuthenticationError(ExchangeError, PermissionError):
+    """The venue refused the API key or the request signature."""
+
+
+class OrderRejectedError(ExchangeError):
+    """The venue understood the order and refused it (balance, filters, duplicate id)."""
 
 
 class ToolchainError(ArbfleetError, RuntimeError):

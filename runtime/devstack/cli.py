@@ -17,7 +17,7 @@ def add_toolchain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 def add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("dev", help="the local Nomad/Consul/Vault/PostgreSQL/Redis")
-    parser.add_argument("action", choices=["up", "down", "status", "env"])
+    parser.add_argument("action", choices=["up", "down", "status", "env", "packages"])
     parser.set_defaults(handler=_dev)
 
 
@@ -25,10 +25,11 @@ def _toolchain(args: argparse.Namespace) -> int:
     if args.action == "install":
         toolchain.install()
     elif args.action == "status":
-        present = toolchain.status()
+        present, needed = toolchain.status(), toolchain.required()
         for name, ok in present.items():
-            print(f"{name:24} {'present' if ok else 'missing'}")
-        return 0 if all(present.values()) else 1
+            state = "present" if ok else "missing" if name in needed else "missing (download only)"
+            print(f"{name:24} {state}")
+        return 0 if all(present[name] for name in needed) else 1
     else:
         env = toolchain.tool_env({"PATH": "$PATH"})
         print(f'export PATH="{env["PATH"]}"')
@@ -41,6 +42,8 @@ def _dev(args: argparse.Namespace) -> int:
         stack.up()
     elif args.action == "down":
         stack.down()
+    elif args.action == "packages":
+        stack.ensure_packages(print)
     elif args.action == "status":
         states = stack.status()
         print(json.dumps(states, indent=2))

@@ -34,7 +34,13 @@ from runtime.errors import PortInUseError, StackError
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
-APT_PACKAGES = {"redis-server": "redis-server", "postgres": "postgresql"}
+# binary -> the Debian package that provides it; installed on demand, never started as services
+APT_PACKAGES = {
+    "redis-server": "redis-server",
+    "postgres": "postgresql",
+    "amtool": "prometheus-alertmanager",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+}
 # Workload identity: the JWT auth mount and role names Terraform's platform module uses too.
 WI_AUTH_PATH = "jwt-nomad"
 WI_ROLE = "nomad-workloads"
@@ -335,7 +341,7 @@ def _pg_bin() -> Path:
 
 def ensure_packages(say: Say) -> None:
     """Install Debian's redis-server and postgresql when absent, without starting them."""
-    missing = [pkg for binary, pkg in APT_PACKAGES.items() if not _have(binary)]
+    missing = sorted({pkg for binary, pkg in APT_PACKAGES.items() if not _have(binary)})
     if not missing:
         return
     if os.getuid() != 0 or shutil.which("apt-get") is None:
@@ -384,6 +390,11 @@ ports {{
 }}
 client {{
   enabled = true
+  # Not a cloud VM: probing metadata services only slows the start (and the AWS one fails
+  # outright when AWS_CA_BUNDLE is set, as on CI machines).
+  options = {{
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }}
   host_volume "arbfleet-data" {{
     path      = "{state_dir() / 'volumes'}"
     read_only = false
@@ -391,8 +402,7 @@ client {{
 }}
 plugin "raw_exec" {{
   config {{
-    enabled    = true
-    no_cgroups = true
+    enabled = true
   }}
 }}
 consul {{
@@ -541,7 +551,8 @@ def up(say: Say = _say, ports: Ports | None = None) -> Endpoints:
     started = time.monotonic()
     _state_dir_ready()
     ensure_packages(say)
-    missing = [name for name, ok in toolchain.status().items() if not ok and "/" not in name]
+    present = toolchain.status()
+    missing = [name for name in toolchain.required() if not present[name]]
     if missing:
         raise StackError(f"toolchain incomplete ({', '.join(missing)}): run `nox -s toolchain`")
     ep = endpoints(ports)

@@ -30,6 +30,7 @@ from runtime.errors import ToolchainError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = REPO_ROOT / "infra" / "toolchain.toml"
+LOCKS = REPO_ROOT / "infra" / "toolchain"
 RELEASES = "https://releases.hashicorp.com"
 PLATFORM = "linux_amd64"
 DOWNLOAD_TIMEOUT_S = 15
@@ -63,21 +64,41 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class Tool:
-    """A HashiCorp binary (nomad, consul, vault) built from its Go module when needed."""
+class GoSource:
+    """Where a binary is built from: a main package of a Go module at an exact version.
 
-    name: str
-    version: str
+    The wrapper module that builds it is locked in the repository, under
+    ``infra/toolchain/<module>@<version>/`` (go.mod and go.sum), so a build on any machine
+    checks every downloaded module against hashes committed here.
+    """
+
     module: str
+    version: str
+    package: str = ""
     submodules: dict[str, str] = field(default_factory=dict)
 
     @property
-    def target(self) -> Path:
-        return bin_dir() / f"{self.name}-{self.version}"
+    def import_path(self) -> str:
+        return f"{self.module}/{self.package}" if self.package else self.module
 
     @property
-    def release_url(self) -> str:
-        return f"{RELEASES}/{self.name}/{self.version}/{self.name}_{self.version}_{PLATFORM}.zip"
+    def lock_dir(self) -> Path:
+        return LOCKS / f"{Path(self.module).name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class Binary:
+    """One executable the toolchain provides: a tool on PATH or a provider in the mirror."""
+
+    name: str
+    version: str
+    target: Path
+    release_url: str | None
+    source: GoSource | None
+
+
+def _release_url(product: str, version: str) -> str:
+    return f"{RELEASES}/{product}/{version}/{product}_{version}_{PLATFORM}.zip"
 
 
 @dataclass(frozen=True)
@@ -86,15 +107,11 @@ class Provider:
 
     source: str
     version: str
-    module: str
-
-    @property
-    def type(self) -> str:
-        return self.source.split("/")[1]
+    module: str | None = None
 
     @property
     def name(self) -> str:
-        return f"terraform-provider-{self.type}"
+        return f"terraform-provider-{self.source.split('/')[1]}"
 
     @property
     def target(self) -> Path:
@@ -102,13 +119,19 @@ class Provider:
         return directory / f"{self.name}_v{self.version}"
 
     @property
-    def release_url(self) -> str:
-        return f"{RELEASES}/{self.name}/{self.version}/{self.name}_{self.version}_{PLATFORM}.zip"
+    def release_url(self) -> str | None:
+        if not self.source.startswith("hashicorp/"):
+            return None  # only HashiCorp's own providers are on the releases site
+        return _release_url(self.name, self.version)
+
+    def binary(self) -> Binary:
+        source = GoSource(self.module, f"v{self.version}") if self.module else None
+        return Binary(self.name, self.version, self.target, self.release_url, source)
 
 
 @dataclass(frozen=True)
 class Manifest:
-    tools: list[Tool]
+    tools: list[Binary]
     providers: list[Provider]
     terraform_version: str
     terraform_pypi: str
@@ -116,14 +139,24 @@ class Manifest:
 
 def load_manifest(path: Path = MANIFEST) -> Manifest:
     data = tomllib.loads(path.read_text())
-    tools = [
-        Tool(name, spec["version"], spec["module"], dict(spec.get("submodules", {})))
-        for name, spec in data["tools"].items()
-        if "module" in spec
+    terraform = data["tools"].pop("terraform")
+    tools = [_tool(name, spec) for name, spec in data["tools"].items()]
+    providers = [
+        Provider(p["source"], p["version"], p.get("module")) for p in data["providers"].values()
     ]
-    providers = [Provider(p["source"], p["version"], p["module"]) for p in data["providers"].values()]
-    terraform = data["tools"]["terraform"]
     return Manifest(tools, providers, terraform["version"], terraform["pypi"])
+
+
+def _tool(name: str, spec: dict[str, object]) -> Binary:
+    version = str(spec["version"])
+    source = GoSource(
+        str(spec["module"]),
+        str(spec.get("module_version", f"v{version}")),
+        str(spec.get("package", "")),
+        dict(spec.get("submodules", {})),  # type: ignore[call-overload]
+    )
+    url = _release_url(name, version) if spec.get("releases", True) else None
+    return Binary(name, version, bin_dir() / f"{name}-{version}", url, source)
 
 
 Log = Callable[[str], None]
@@ -142,7 +175,7 @@ def installed_version(binary: Path | str) -> str | None:
             ).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
-        match = re.search(r"v(\d+\.\d+\.\d+)", out)
+        match = re.search(r"\bv?(\d+\.\d+\.\d+)", out)
         if match:
             return match.group(1)
     return None
@@ -168,9 +201,9 @@ def _path_without_cache() -> str:
     return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != ours)
 
 
-def _download(url: str, binary_name: str, target: Path) -> bool:
+def _download(url: str | None, binary_name: str, target: Path) -> bool:
     """Fetch a release zip, check it against the release's SHA256SUMS and unpack one binary."""
-    if os.environ.get("ARBFLEET_TOOLCHAIN_OFFLINE") == "1":
+    if url is None or os.environ.get("ARBFLEET_TOOLCHAIN_OFFLINE") == "1":
         return False
     sums_url = url.rsplit("/", 1)[0] + "/" + _sums_name(url)
     try:
@@ -194,21 +227,21 @@ def _sums_name(url: str) -> str:
     return f"{name}_{version}_SHA256SUMS"
 
 
-def _go_mod_of(module: str, version: str, env: dict[str, str]) -> str:
-    info = _run(["go", "mod", "download", "-json", f"{module}@v{version}"], env=env, cwd=None)
+def _upstream_go_mod(source: GoSource, env: dict[str, str]) -> str:
+    info = _run(["go", "mod", "download", "-json", f"{source.module}@{source.version}"], env, None)
     return Path(json.loads(info)["GoMod"]).read_text()
 
 
-def wrapper_go_mod(module: str, version: str, upstream_go_mod: str, submodules: dict[str, str]) -> str:
-    """A go.mod that builds ``module`` at ``version`` as a dependency.
+def wrapper_go_mod(source: GoSource, upstream_go_mod: str) -> str:
+    """A go.mod that builds ``source.module`` at ``source.version`` as a dependency.
 
     ``go install m@v`` refuses modules whose go.mod has ``replace`` directives. The wrapper
     copies the non-local ones (and ``exclude``, which only the main module may state); local
     ones (``=> ./api``) are satisfied by the pinned ``submodules`` versions instead.
     """
-    lines = [f"module arbfleet.local/toolchain/{Path(module).name}", "", "go 1.24", ""]
-    lines.append(f"require {module} v{version}")
-    for path, pinned in sorted(submodules.items()):
+    lines = [f"module arbfleet.local/toolchain/{Path(source.module).name}", "", "go 1.24", ""]
+    lines.append(f"require {source.module} {source.version}")
+    for path, pinned in sorted(source.submodules.items()):
         lines.append(f"replace {path} => {path} {pinned}")
     for directive in _directives(upstream_go_mod, "replace"):
         if not directive.split("=>")[1].strip().startswith("."):
@@ -236,30 +269,43 @@ def _directives(go_mod: str, keyword: str) -> list[str]:
     return found
 
 
-def _go_build(module: str, version: str, submodules: dict[str, str], target: Path, say: Log) -> None:
+def _go_build(source: GoSource, target: Path, say: Log) -> None:
+    """Build ``source`` into ``target`` in its wrapper module.
+
+    With a lock in the repository the build is ``-mod=readonly``: every module is checked
+    against the committed go.sum and the checksum database is never asked. Without one (a new
+    pin) the first build records the hashes (trust on first use, as ``go mod tidy`` would) and
+    writes the lock into the repository, to be reviewed and committed with the pin.
+    """
     if shutil.which("go") is None:
         raise ToolchainError(
             "Go is needed to build the toolchain from source on a machine without internet: "
             "install Go 1.24 or newer (https://go.dev/doc/install) and run this again"
         )
-    env = dict(os.environ, GOFLAGS="-mod=mod", CGO_ENABLED="1")
-    work = cache_dir() / "build" / f"{Path(module).name}-{version}"
+    work = cache_dir() / "build" / source.lock_dir.name
     work.mkdir(parents=True, exist_ok=True)
-    (work / "go.mod").write_text(
-        wrapper_go_mod(module, version, _go_mod_of(module, version, env), submodules)
-    )
-    say(f"building {module}@v{version} with {_run(['go', 'version'], env=env, cwd=work).strip()}")
+    locked = (source.lock_dir / "go.sum").exists()
+    env = dict(os.environ, CGO_ENABLED="1", GOFLAGS="-mod=readonly" if locked else "-mod=mod")
+    if locked:
+        for name in ("go.mod", "go.sum"):
+            shutil.copyfile(source.lock_dir / name, work / name)
+    else:
+        env["GOSUMDB"] = "off"  # the proxy's checksum database lacks many 2025 releases
+        (work / "go.mod").write_text(wrapper_go_mod(source, _upstream_go_mod(source, env)))
+    say(f"building {source.import_path}@{source.version} ({'locked' if locked else 'new lock'})")
     partial = target.with_name(target.name + ".partial")
-    ldflags = "-s -w"
-    _run(
-        ["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), module],
-        env=env,
-        cwd=work,
-    )
+    _run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), source.import_path],
+         env, work)
     partial.rename(target)
+    if not locked:
+        source.lock_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("go.mod", "go.sum"):
+            shutil.copyfile(work / name, source.lock_dir / name)
+        say(f"new lock written to {source.lock_dir.relative_to(REPO_ROOT)}: review and commit it")
 
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path | None) -> str:
+    """Run a build step; on failure raise with the last lines of its output."""
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-30:])
@@ -267,20 +313,20 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path | None) -> str:
     return proc.stdout
 
 
-def ensure_binary(
-    name: str, version: str, module: str, submodules: dict[str, str], target: Path,
-    release_url: str, say: Log,
-) -> str:
-    """Make ``target`` a working binary of ``name`` at ``version``; return how it was had."""
-    if target.exists() and installed_version(target) in (version, None):
+def ensure_binary(binary: Binary, say: Log) -> str:
+    """Make ``binary.target`` work at ``binary.version``; return how it was had, or
+    ``"unavailable"`` when it can neither be downloaded nor built here."""
+    if binary.target.exists() and installed_version(binary.target) in (binary.version, None):
         return "cached"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if _from_path(name, version, target):
+    binary.target.parent.mkdir(parents=True, exist_ok=True)
+    if _from_path(binary.name, binary.version, binary.target):
         return "PATH"
-    if _download(release_url, name, target):
+    if _download(binary.release_url, binary.name, binary.target):
         return "release download"
+    if binary.source is None:
+        return "unavailable"
     started = time.monotonic()
-    _go_build(module, version, submodules, target, say)
+    _go_build(binary.source, binary.target, say)
     return f"go build ({time.monotonic() - started:.0f} s)"
 
 
@@ -334,10 +380,7 @@ def install(manifest: Manifest | None = None, say: Log = _say) -> dict[str, str]
     how: dict[str, str] = {}
     for tool in manifest.tools:
         say(f"{tool.name} {tool.version} ...")
-        how[tool.name] = ensure_binary(
-            tool.name, tool.version, tool.module, tool.submodules, tool.target,
-            tool.release_url, say,
-        )
+        how[tool.name] = ensure_binary(tool, say)
         _link(tool.target, bin_dir() / tool.name)
         say(f"{tool.name} {tool.version}: {how[tool.name]}")
     say(f"terraform {manifest.terraform_version} ...")
@@ -345,20 +388,27 @@ def install(manifest: Manifest | None = None, say: Log = _say) -> dict[str, str]
     say(f"terraform {manifest.terraform_version}: {how['terraform']}")
     for provider in manifest.providers:
         say(f"provider {provider.source} {provider.version} ...")
-        how[provider.source] = ensure_binary(
-            provider.name, provider.version, provider.module, {}, provider.target,
-            provider.release_url, say,
-        )
+        how[provider.source] = ensure_binary(provider.binary(), say)
+        if how[provider.source] == "unavailable":
+            how[provider.source] += " (no release download here, and not buildable offline)"
         say(f"provider {provider.source} {provider.version}: {how[provider.source]}")
-    write_terraformrc(manifest.providers)
+    write_terraformrc([p for p in manifest.providers if p.target.exists()])
     say(f"ready in {bin_dir()} (TF_CLI_CONFIG_FILE={terraformrc_path()})")
     return how
 
 
 def status(manifest: Manifest | None = None) -> dict[str, bool]:
-    """Which pinned tools and providers are present in the cache."""
+    """Which pinned tools and providers are present in the cache (download-only providers
+    are listed too; they are missing on machines without internet)."""
     manifest = manifest or load_manifest()
     present = {t.name: t.target.exists() for t in manifest.tools}
     present["terraform"] = (bin_dir() / "terraform").exists()
     present.update({p.source: p.target.exists() for p in manifest.providers})
     return present
+
+
+def required(manifest: Manifest | None = None) -> list[str]:
+    """What must be present everywhere: the tools, Terraform and the buildable providers."""
+    manifest = manifest or load_manifest()
+    names = [t.name for t in manifest.tools] + ["terraform"]
+    return names + [p.source for p in manifest.providers if p.module]

@@ -164,17 +164,18 @@ def test_workload_identity_policy_denies_other_jobs_secrets(
     assert _running_alloc(nomad_api, job_name) is None
 
 
-def test_terraform_applies_offline_against_nomad(
-    terraform: Terraform, nomad_api: nomad.Nomad, tmp_path: Path
+def test_terraform_applies_offline_against_vault(
+    terraform: Terraform, vault: hvac.Client, tmp_path: Path
 ) -> None:
     workdir = tmp_path / "smoke"
     shutil.copytree(Path(__file__).parent / "terraform_smoke", workdir)
-    namespace = f"tf-{uuid.uuid4().hex[:8]}"
-    var = f"-var=namespace={namespace}"
+    name = f"tf-{uuid.uuid4().hex[:8]}"
+    var = f"-var=name={name}"
 
     terraform(workdir, "init", "-input=false", "-no-color")
     terraform(workdir, "apply", "-auto-approve", "-input=false", "-no-color", var)
-    assert namespace in [ns["Name"] for ns in nomad_api.namespaces.get_namespaces()]
+    assert f"{name}/" in vault.sys.list_mounted_secrets_engines()["data"]
+    assert name in vault.sys.list_acl_policies()["data"]["policies"]
 
     replan = terraform(
         workdir, "plan", "-detailed-exitcode", "-input=false", "-no-color", var, check=False
@@ -182,4 +183,4 @@ def test_terraform_applies_offline_against_nomad(
     assert replan.returncode == 0, f"second plan is not a no-op:\n{replan.stdout}"
 
     terraform(workdir, "destroy", "-auto-approve", "-input=false", "-no-color", var)
-    assert namespace not in [ns["Name"] for ns in nomad_api.namespaces.get_namespaces()]
+    assert f"{name}/" not in vault.sys.list_mounted_secrets_engines()["data"]

@@ -30,10 +30,12 @@ require github.com/LK4D4/joincontext v0.0.0-20171026170139-1724345da6d5
 
 
 def _wrapper() -> list[str]:
-    text = toolchain.wrapper_go_mod(
-        "github.com/hashicorp/nomad", "1.10.5", UPSTREAM,
-        {"github.com/hashicorp/nomad/api": "v0.0.0-20250909143645-a3b86c697f38"},
+    source = toolchain.GoSource(
+        "github.com/hashicorp/nomad",
+        "v1.10.5",
+        submodules={"github.com/hashicorp/nomad/api": "v0.0.0-20250909143645-a3b86c697f38"},
     )
+    text = toolchain.wrapper_go_mod(source, UPSTREAM)
     return text.splitlines()
 
 
@@ -59,18 +61,60 @@ def test_wrapper_go_mod_drops_local_replaces() -> None:
 
 def test_manifest_pins_every_tool_and_provider() -> None:
     manifest = toolchain.load_manifest()
-    assert {t.name for t in manifest.tools} == {"nomad", "consul", "vault"}
-    assert {p.source for p in manifest.providers} >= {"hashicorp/nomad", "hashicorp/vault",
-                                                      "hetznercloud/hcloud"}
+    assert {t.name for t in manifest.tools} == {
+        "nomad",
+        "consul",
+        "vault",
+        "prometheus",
+        "promtool",
+    }
+    assert {p.source for p in manifest.providers} >= {
+        "hashicorp/nomad",
+        "hashicorp/vault",
+        "hashicorp/consul",
+        "hetznercloud/hcloud",
+    }
     assert all(t.version.count(".") == 2 for t in manifest.tools)
 
 
-def test_provider_lands_in_the_unpacked_mirror_layout(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_every_go_built_tool_is_locked_in_the_repository() -> None:
+    for tool in toolchain.load_manifest().tools:
+        assert tool.source is not None
+        assert (tool.source.lock_dir / "go.sum").exists(), f"{tool.name} has no lock"
+
+
+def test_prometheus_is_built_from_its_main_package_and_never_downloaded() -> None:
+    tools = {t.name: t for t in toolchain.load_manifest().tools}
+    source = tools["promtool"].source
+    assert source is not None
+    assert source.import_path == "github.com/prometheus/prometheus/cmd/promtool"
+    assert source.version == "v0.54.1"
+    assert tools["promtool"].release_url is None
+
+
+def test_required_excludes_download_only_providers() -> None:
+    required = toolchain.required()
+    assert {"nomad", "consul", "vault", "terraform", "hashicorp/vault"} <= set(required)
+    assert "hashicorp/nomad" not in required  # no module: download only
+
+
+def test_release_url_only_for_hashicorp_providers() -> None:
+    assert toolchain.Provider("hetznercloud/hcloud", "1.57.0").release_url is None
+    assert toolchain.Provider("hashicorp/nomad", "2.5.2").release_url == (
+        "https://releases.hashicorp.com/terraform-provider-nomad/2.5.2/"
+        "terraform-provider-nomad_2.5.2_linux_amd64.zip"
+    )
+
+
+def test_provider_lands_in_the_unpacked_mirror_layout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("ARBFLEET_CACHE", str(tmp_path))
-    provider = toolchain.Provider("hashicorp/nomad", "1.4.20", "github.com/x/y")
-    expected = "providers/registry.terraform.io/hashicorp/nomad/1.4.20/linux_amd64/" \
+    provider = toolchain.Provider("hashicorp/nomad", "1.4.20")
+    expected = (
+        "providers/registry.terraform.io/hashicorp/nomad/1.4.20/linux_amd64/"
         "terraform-provider-nomad_v1.4.20"
+    )
     assert provider.target == tmp_path / expected
 
 

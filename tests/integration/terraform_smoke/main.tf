@@ -1,28 +1,38 @@
-# The smallest useful Terraform config against the local stack: a Nomad namespace, through the
-# nomad provider installed from the offline mirror.
+# The smallest useful Terraform config against the local stack: a KV v2 mount and a policy in
+# Vault, through the vault provider installed from the offline mirror.
 terraform {
   required_version = ">= 1.10"
   required_providers {
-    nomad = {
-      source  = "hashicorp/nomad"
-      version = "1.4.20"
+    vault = {
+      source  = "hashicorp/vault"
+      version = "1.9.0"
     }
   }
 }
 
-variable "namespace" {
-  description = "Name of the Nomad namespace to create."
+variable "name" {
+  description = "Name of the KV mount and of the policy to create."
   type        = string
 }
 
-provider "nomad" {}
+provider "vault" {}
 
-resource "nomad_namespace" "this" {
-  name        = var.namespace
-  description = "created by the arbfleet terraform smoke test"
+resource "vault_mount" "this" {
+  path    = var.name
+  type    = "kv"
+  options = { version = "2" }
 }
 
-output "namespace" {
-  description = "The namespace Terraform created."
-  value       = nomad_namespace.this.name
+resource "vault_policy" "this" {
+  name   = var.name
+  policy = <<-EOT
+    path "${vault_mount.this.path}/data/*" {
+      capabilities = ["read"]
+    }
+  EOT
+}
+
+output "mount" {
+  description = "The path of the KV mount Terraform created."
+  value       = vault_mount.this.path
 }

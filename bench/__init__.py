@@ -1,0 +1,1 @@
+"""Benchmarks: plain scripts, run together by ``python -m bench`` (``nox -s bench``)."""

@@ -1,0 +1,132 @@
+# Exchange API key rotation (periodic batch): one task per account runs
+# `arbfleet secrets rotate VENUE ACCOUNT`, the dual-key overlap procedure of secrets/: create a
+# new key at the venue, write a new KV version with check-and-set, wait until every engine uses
+# it, revoke the old key. ARBFLEET_DEPLOYMENT names the engine job whose KV entry
+# (secret/<namespace>/<deployment>/exchanges/<venue>/<account>) holds the account's keys.
+#
+# The task needs write access to those entries: in production its Vault role is a dedicated one,
+# not the default read-own-path role.
+
+# --- placement and schedule ------------------------------------------------------------------
+
+variable "datacenters" {
+  type        = list(string)
+  description = "Datacenters the job may be placed in."
+}
+
+variable "schedule" {
+  type        = string
+  default     = "0 6 1 * *"
+  description = "Cron expression (UTC) of the rotation runs; monthly, as the seeds rotate keys."
+}
+
+variable "accounts" {
+  type = list(object({
+    venue      = string
+    account    = string
+    deployment = string
+  }))
+  description = "Accounts to rotate: venue, account name and the engine job (deployment) that trades it."
+}
+
+# --- task ------------------------------------------------------------------------------------
+
+variable "driver" {
+  type        = string
+  description = "Task driver: docker in production, raw_exec on the local stack (no Docker engine there)."
+  validation {
+    condition     = contains(["docker", "raw_exec"], var.driver)
+    error_message = "The driver must be docker or raw_exec."
+  }
+}
+
+variable "image" {
+  type        = string
+  default     = ""
+  description = "Docker image of the engine, which has the `arbfleet` command (driver docker)."
+}
+
+variable "venv" {
+  type        = string
+  default     = ""
+  description = "Python virtual environment with arbfleet installed, on the client (driver raw_exec). `arbfleet deploy` fills it in for the local stack."
+}
+
+# --- secrets ---------------------------------------------------------------------------------
+
+variable "vault_address" {
+  type        = string
+  description = "Vault address the rotate command writes the new key versions to (VAULT_ADDR)."
+}
+
+variable "vault_role" {
+  type        = string
+  description = "Vault JWT auth role of the rotation tasks; must allow writing the accounts' KV entries."
+}
+
+locals {
+  arbfleet = var.driver == "docker" ? "arbfleet" : "${var.venv}/bin/arbfleet"
+}
+
+job "key-rotation" {
+  datacenters = var.datacenters
+  type        = "batch"
+
+  periodic {
+    crons            = [var.schedule]
+    time_zone        = "UTC"
+    prohibit_overlap = true
+  }
+
+  group "rotate" {
+    # A rotation that failed half-way is resumed by the next attempt (the KV version it wrote
+    # is checked with check-and-set); beyond that a human looks at it.
+    restart {
+      attempts = 1
+      delay    = "1m"
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    vault {
+      role = var.vault_role
+    }
+
+    dynamic "task" {
+      for_each = { for a in var.accounts : "${a.venue}-${a.account}" => a }
+      labels   = [task.key]
+      content {
+        driver = var.driver
+
+        dynamic "config" {
+          for_each = var.driver == "docker" ? [1] : []
+          content {
+            image   = var.image
+            command = local.arbfleet
+            args    = ["secrets", "rotate", task.value.venue, task.value.account]
+          }
+        }
+        dynamic "config" {
+          for_each = var.driver == "raw_exec" ? [1] : []
+          content {
+            command = local.arbfleet
+            args    = ["secrets", "rotate", task.value.venue, task.value.account]
+          }
+        }
+
+        env {
+          VAULT_ADDR          = var.vault_address
+          ARBFLEET_DEPLOYMENT = task.value.deployment
+        }
+
+        resources {
+          cpu    = 100
+          memory = 128
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,243 @@
+# TimescaleDB (PostgreSQL): ticks, opportunities, orders and fills from the engines' writers.
+# One stateful instance on a host volume. The superuser password comes from Vault
+# (secret/<namespace>/timescaledb/postgres, key `password`) through workload identity.
+#
+# Locally the image is replaced by Debian's PostgreSQL (no TimescaleDB package there: the schema
+# code falls back to native partitioning). PostgreSQL refuses to run as root and raw_exec runs
+# tasks as root, so the server task sets `user = "postgres"` (raw_exec honours the task user
+# since Nomad 1.8) and a root prestart task prepares the data directory.
+
+# --- placement -------------------------------------------------------------------------------
+
+variable "datacenters" {
+  type        = list(string)
+  description = "Datacenters the job may be placed in."
+}
+
+# --- task ------------------------------------------------------------------------------------
+
+variable "driver" {
+  type        = string
+  description = "Task driver: docker in production, raw_exec on the local stack (no Docker engine there)."
+  validation {
+    condition     = contains(["docker", "raw_exec"], var.driver)
+    error_message = "The driver must be docker or raw_exec."
+  }
+}
+
+variable "image" {
+  type        = string
+  default     = "timescale/timescaledb:2.17.2-pg15"
+  description = "Docker image (driver docker); PostgreSQL 15 like the local stack, so dumps restore both ways."
+}
+
+variable "postgres_bin_dir" {
+  type        = string
+  default     = "/usr/lib/postgresql/15/bin"
+  description = "Directory of postgres, initdb and pg_isready on the client (driver raw_exec)."
+}
+
+variable "postgres_settings" {
+  type        = map(string)
+  default     = {}
+  description = "Server settings passed as `-c name=value` (shared_buffers, max_connections, ...)."
+}
+
+variable "cpu" {
+  type        = number
+  default     = 500
+  description = "CPU reservation in MHz."
+}
+
+variable "memory" {
+  type        = number
+  default     = 512
+  description = "Memory reservation in MB."
+}
+
+variable "memory_max" {
+  type        = number
+  default     = 768
+  description = "Memory limit in MB (above memory only where the cluster enables memory oversubscription)."
+}
+
+# --- storage ---------------------------------------------------------------------------------
+
+variable "host_volume" {
+  type        = string
+  default     = "arbfleet-data"
+  description = "Host volume holding the data; with the docker driver it is mounted at /var/lib/postgresql/data (the image's PGDATA)."
+}
+
+variable "host_volume_path" {
+  type        = string
+  default     = ""
+  description = "Path of the host volume on the client (driver raw_exec only: raw_exec cannot mount volumes, so the task uses the path itself; the data goes to <path>/timescaledb). `arbfleet deploy` fills it in for the local stack."
+}
+
+# --- secrets ---------------------------------------------------------------------------------
+
+variable "vault_role" {
+  type        = string
+  default     = "nomad-workloads"
+  description = "Vault JWT auth role the task logs in with (workload identity)."
+}
+
+locals {
+  data_dir   = var.driver == "docker" ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
+  pg_isready = var.driver == "docker" ? "pg_isready" : "${var.postgres_bin_dir}/pg_isready"
+  # Host networking with both drivers: the server listens on the address and port Nomad allocated.
+  server_args = concat(
+    ["-c", "listen_addresses=${NOMAD_IP_db}", "-p", "${NOMAD_PORT_db}"],
+    flatten([for name, value in var.postgres_settings : ["-c", "${name}=${value}"]]),
+  )
+  password_template = <<-EOT
+    {{ with secret (printf "secret/data/%s/timescaledb/postgres" (env "NOMAD_NAMESPACE")) }}{{ .Data.data.password }}{{ end }}
+  EOT
+}
+
+job "timescaledb" {
+  datacenters = var.datacenters
+  type        = "service"
+
+  group "timescaledb" {
+    count = 1
+
+    # A single stateful instance: no canary (two servers cannot share one data directory), and
+    # no automatic revert of a version that may already have touched the data.
+    update {
+      max_parallel     = 1
+      health_check     = "checks"
+      min_healthy_time = "10s"
+      healthy_deadline = "5m"
+      auto_revert      = false
+    }
+
+    restart {
+      attempts = 5
+      interval = "10m"
+      delay    = "10s"
+      mode     = "delay"
+    }
+
+    network {
+      port "db" {}
+    }
+
+    # Requesting the volume also places the job on a client that has it, for both drivers.
+    volume "data" {
+      type   = "host"
+      source = var.host_volume
+    }
+
+    vault {
+      role = var.vault_role
+    }
+
+    # raw_exec only (the image's entrypoint does this itself): create the data directory for the
+    # postgres user and initialise it once, with the password from Vault.
+    dynamic "task" {
+      for_each = var.driver == "raw_exec" ? ["initdb"] : []
+      labels   = [task.value]
+      content {
+        driver = "raw_exec"
+        lifecycle {
+          hook = "prestart"
+        }
+        config {
+          command = "/bin/sh"
+          args = ["-ec", <<-EOT
+            mkdir -p "$1"
+            chown postgres:postgres "$1"
+            chmod 0700 "$1"
+            if [ ! -s "$1/PG_VERSION" ]; then
+              runuser -u postgres -- "$2/initdb" -D "$1" -U postgres --auth=scram-sha-256 \
+                --pwfile="$NOMAD_SECRETS_DIR/postgres-password" --encoding=UTF8
+            fi
+            EOT
+            , "initdb", local.data_dir, var.postgres_bin_dir,
+          ]
+        }
+        template {
+          data        = local.password_template
+          destination = "secrets/postgres-password"
+          # Readable by the postgres user that initdb runs as; the secrets directory is private
+          # to this allocation.
+          perms = "0644"
+        }
+        resources {
+          cpu    = 100
+          memory = 64
+        }
+      }
+    }
+
+    task "postgres" {
+      driver = var.driver
+      user   = var.driver == "raw_exec" ? "postgres" : ""
+
+      dynamic "config" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          image        = var.image
+          network_mode = "host"
+          args         = concat(["postgres"], local.server_args)
+        }
+      }
+      dynamic "config" {
+        for_each = var.driver == "raw_exec" ? [1] : []
+        content {
+          command = "${var.postgres_bin_dir}/postgres"
+          # -k "": no Unix socket; the default directory belongs to the system's own PostgreSQL.
+          args = concat(["-D", local.data_dir, "-k", ""], local.server_args)
+        }
+      }
+
+      dynamic "volume_mount" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          volume      = "data"
+          destination = "/var/lib/postgresql/data"
+        }
+      }
+
+      # The image's entrypoint initialises an empty data directory with this password.
+      env {
+        POSTGRES_PASSWORD_FILE = "${NOMAD_SECRETS_DIR}/postgres-password"
+      }
+
+      template {
+        data        = local.password_template
+        destination = "secrets/postgres-password"
+        # Only read at initialisation: a rotated password is set with ALTER ROLE, not a restart.
+        change_mode = "noop"
+      }
+
+      service {
+        name     = "timescaledb"
+        provider = "consul"
+        port     = "db"
+
+        check {
+          name     = "pg_isready"
+          type     = "script"
+          command  = local.pg_isready
+          args     = ["-h", "${NOMAD_IP_db}", "-p", "${NOMAD_PORT_db}", "-q"]
+          interval = "5s"
+          timeout  = "3s"
+        }
+      }
+
+      # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
+      # 30 s is the most a client allows by default (max_kill_timeout).
+      kill_signal  = "SIGINT"
+      kill_timeout = "30s"
+
+      resources {
+        cpu        = var.cpu
+        memory     = var.memory
+        memory_max = var.memory_max
+      }
+    }
+  }
+}

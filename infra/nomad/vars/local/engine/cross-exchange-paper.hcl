@@ -1,0 +1,27 @@
+# cross_exchange in paper mode against the exchange simulator on 127.0.0.1:18900 (outside the
+# stack's ports). No accounts: paper mode needs no keys.
+strategy            = "cross_exchange"
+deployment          = "paper"
+mode                = "paper"
+venues              = ["binance", "upbit"]
+exchange_datacenter = "dc1"
+
+engine_config = <<-EOT
+  log_level = "INFO"
+
+  [venues.binance]
+  ws_url = "ws://127.0.0.1:18900"
+  rest_url = "http://127.0.0.1:18900"
+
+  [venues.upbit]
+  ws_url = "ws://127.0.0.1:18900/upbit/websocket/v1"
+  rest_url = "http://127.0.0.1:18900/upbit"
+
+  [[strategies]]
+  plugin = "cross_exchange"
+  id = "xex-btc"
+
+  [strategies.config]
+  min_spread_bps = 30.0
+  max_quantity = 0.01
+EOT

@@ -1,0 +1,9 @@
+# Production: pg_dump from the server's own image and redis-cli from Redis', into the backups
+# host volume (mounted at /backups; shipping it off the node is the volume's job).
+datacenters    = ["fsn1"]
+driver         = "docker"
+postgres_image = "timescale/timescaledb:2.17.2-pg15"
+redis_image    = "redis:7.4"
+host_volume    = "backups"
+schedule       = "15 3 * * *"
+retention_days = 14

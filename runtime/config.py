@@ -1,0 +1,264 @@
+"""Engine configuration: defaults -> TOML file -> ``ARBFLEET_*`` environment -> secrets provider.
+
+Each layer overrides the one before: tables merge key by key, lists (``strategies``) are replaced
+whole. Environment variables name a path with double underscores::
+
+    ARBFLEET_MODE=live
+    ARBFLEET_RISK__MAX_DAILY_LOSS=500
+    ARBFLEET_VENUES__BINANCE__WS_URL=ws://127.0.0.1:9000
+    ARBFLEET_STRATEGIES__0__CONFIG__MIN_SPREAD_BPS=40
+
+Only variables whose first segment is a config field count, so ``ARBFLEET_CACHE`` (the toolchain's)
+is not mistaken for one. API keys come last, from a secrets provider: the environment
+(``ARBFLEET_SECRET_BINANCE_API_KEY`` / ``..._API_SECRET``) or a directory of key files
+(``<dir>/binance/api_key``), which is what a Nomad template rendering Vault secrets writes.
+Every secret is registered with the log scrubber as soon as it is read.
+
+Everything is validated at start, strategy configs included, and every problem is reported at
+once as ``field.path: message``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+import pydantic
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
+
+from runtime.errors import ConfigError, PluginError
+from runtime.execution.paper import PaperConfig
+from runtime.logging import register_secret
+from runtime.plugins import PluginRegistry, config_errors, format_validation_errors
+from runtime.risk import RiskLimits
+
+ENV_PREFIX: Final = "ARBFLEET_"
+SECRET_ENV_PREFIX: Final = "ARBFLEET_SECRET_"  # noqa: S105 - a name prefix, not a secret
+_STRATEGY_ID = r"^[a-z0-9][a-z0-9_-]{0,15}$"
+
+
+class _Frozen(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+
+class VenueConfig(_Frozen):
+    """Where a venue's websocket and REST API are, and the account's keys."""
+
+    ws_url: str
+    rest_url: str
+    stale_after_s: PositiveFloat = 5.0
+    """A venue silent for this long is stale: no trading on it until data flows again."""
+    rest_requests_per_s: PositiveFloat = 10.0
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+
+
+class StrategyEntry(_Frozen):
+    """One strategy instance: which plugin, its instance id and its config table."""
+
+    plugin: str
+    id: str = pydantic.Field(pattern=_STRATEGY_ID)
+    config: dict[str, Any] = pydantic.Field(default_factory=dict)
+
+
+class HealthConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = pydantic.Field(default=8080, ge=0, le=65_535)
+
+
+class IsolationConfig(_Frozen):
+    """When a failing plugin is quarantined, and when a blocked loop is reported."""
+
+    max_failures: PositiveInt = 5
+    window_s: PositiveFloat = 60.0
+    loop_lag_threshold_ms: PositiveFloat = 100.0
+
+
+def _default_venues() -> dict[str, VenueConfig]:
+    return {
+        "binance": VenueConfig(
+            ws_url="wss://stream.binance.com:9443", rest_url="https://api.binance.com"
+        ),
+        "upbit": VenueConfig(
+            ws_url="wss://api.upbit.com/websocket/v1", rest_url="https://api.upbit.com"
+        ),
+    }
+
+
+def _default_strategies() -> list[StrategyEntry]:
+    return [
+        StrategyEntry(plugin="cross_exchange", id="xex-btc"),
+        StrategyEntry(plugin="triangular", id="tri-usdt"),
+        StrategyEntry(plugin="pairs_kalman", id="pairs-eth-btc"),
+    ]
+
+
+class EngineConfig(_Frozen):
+    """Everything the engine needs; every field has a default that runs without services."""
+
+    mode: Literal["paper", "live"] = "paper"
+    venues: dict[str, VenueConfig] = pydantic.Field(default_factory=_default_venues)
+    strategies: list[StrategyEntry] = pydantic.Field(default_factory=_default_strategies)
+    risk: RiskLimits = pydantic.Field(default_factory=RiskLimits)
+    paper: PaperConfig = pydantic.Field(default_factory=PaperConfig)
+    health: HealthConfig = pydantic.Field(default_factory=HealthConfig)
+    isolation: IsolationConfig = pydantic.Field(default_factory=IsolationConfig)
+    blocked_plugins: list[str] = pydantic.Field(default_factory=list)
+    timer_tick_ms: NonNegativeInt = 100
+    log_level: str = "INFO"
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> EngineConfig:
+        ids = [entry.id for entry in self.strategies]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"strategies: ids must be unique, repeated: {', '.join(duplicates)}")
+        if self.mode == "live":
+            for name, venue in self.venues.items():
+                if venue.api_key is None or venue.api_secret is None:
+                    raise ValueError(
+                        f"venues.{name}: live mode needs api_key and api_secret "
+                        f"(from {SECRET_ENV_PREFIX}{name.upper()}_API_KEY or a secrets directory)"
+                    )
+        return self
+
+
+class SecretsProvider(Protocol):
+    """Where API keys come from: (api key, api secret) of a venue, or None."""
+
+    def venue_credentials(self, venue: str) -> tuple[str, str] | None: ...
+
+
+class EnvironmentSecrets:
+    """Keys from ``ARBFLEET_SECRET_<VENUE>_API_KEY`` and ``..._API_SECRET``."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = env if env is not None else os.environ
+
+    def venue_credentials(self, venue: str) -> tuple[str, str] | None:
+        prefix = f"{SECRET_ENV_PREFIX}{venue.upper()}_"
+        key = self._env.get(prefix + "API_KEY")
+        secret = self._env.get(prefix + "API_SECRET")
+        return (key, secret) if key and secret else None
+
+
+class DirectorySecrets:
+    """Keys from ``<root>/<venue>/api_key`` and ``api_secret`` files, e.g. rendered by Nomad."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def venue_credentials(self, venue: str) -> tuple[str, str] | None:
+        key_file = self._root / venue / "api_key"
+        secret_file = self._root / venue / "api_secret"
+        if not (key_file.is_file() and secret_file.is_file()):
+            return None
+        return key_file.read_text().strip(), secret_file.read_text().strip()
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: SecretsProvider | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> EngineConfig:
+    """Build the config from every layer; ConfigError listing every invalid field."""
+    environment = env if env is not None else os.environ
+    layers: dict[str, Any] = EngineConfig().model_dump()
+    if path is not None:
+        deep_merge(layers, read_toml(path))
+    if overrides:
+        deep_merge(layers, copy.deepcopy(dict(overrides)))
+    deep_merge(layers, env_overrides(environment))
+    provider = secrets if secrets is not None else EnvironmentSecrets(environment)
+    for venue, settings in layers.get("venues", {}).items():
+        credentials = provider.venue_credentials(venue)
+        if credentials is not None and isinstance(settings, dict):
+            settings["api_key"], settings["api_secret"] = credentials
+    try:
+        config = EngineConfig.model_validate(layers)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(
+            "invalid configuration:\n  " + "\n  ".join(format_validation_errors(exc))
+        ) from exc
+    _register_secrets(config)
+    return config
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """The nested table the ``ARBFLEET_*`` variables describe (secrets and unknown names aside)."""
+    fields = set(EngineConfig.model_fields)
+    tree: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(SECRET_ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        if path[0] not in fields or not all(path):
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into ``base``: tables key by key; numeric keys index into lists."""
+    for key, value in update.items():
+        current = base.get(key)
+        if (
+            isinstance(current, list)
+            and isinstance(value, dict)
+            and all(k.isdigit() for k in value)
+        ):
+            for index, item in value.items():
+                position = int(index)
+                if position >= len(current):
+                    raise ConfigError(f"{key}.{index}: there are only {len(current)} entries")
+                if isinstance(current[position], dict) and isinstance(item, dict):
+                    deep_merge(current[position], item)
+                else:
+                    current[position] = item
+        elif isinstance(current, dict) and isinstance(value, Mapping):
+            deep_merge(current, value)
+        else:
+            base[key] = value
+    return base
+
+
+def _register_secrets(config: EngineConfig) -> None:
+    for venue in config.venues.values():
+        for secret in (venue.api_key, venue.api_secret):
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+
+
+def strategy_errors(config: EngineConfig, registry: PluginRegistry) -> list[str]:
+    """Every problem with the configured strategies: unknown plugins and invalid fields."""
+    problems: list[str] = []
+    for index, entry in enumerate(config.strategies):
+        where = f"strategies.{index}"
+        try:
+            info = registry.get(entry.plugin)
+        except PluginError as exc:
+            problems.append(f"{where}.plugin: {exc}")
+            continue
+        problems += [
+            f"{where}.config.{line}"
+            for line in config_errors(info.strategy_class.config_class, entry.config)
+        ]
+    return problems

@@ -1,0 +1,1 @@
+"""Market-data feeds: parsers and websocket connections per venue, and replay files."""

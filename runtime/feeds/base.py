@@ -1,0 +1,235 @@
+"""What every feed shares: the parser contract and the count of dropped messages per reason.
+
+A parser turns one websocket frame into one normalized event, or into ``None`` after counting why
+the frame was dropped. It never raises: a venue sending garbage costs a counter increment and, at
+a bounded rate, a log line, never the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import aiohttp
+import msgspec
+from loguru import logger
+
+from runtime.events import MarketEvent
+from runtime.logging import BoundedLog
+
+_EXCERPT_CHARS = 160
+
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+"""What decoding a frame can raise: bad JSON, wrong shape (ValidationError), invalid UTF-8."""
+
+
+class DropReason(enum.StrEnum):
+    """Why a frame or event was dropped; the label of ``arbfleet_feed_dropped_total``."""
+
+    MALFORMED = "malformed"
+    """Not JSON, or truncated JSON."""
+    SCHEMA = "schema"
+    """JSON, but not the venue's documented shape (missing field, wrong type)."""
+    UNKNOWN_TYPE = "unknown_type"
+    """A well-formed message of a kind this parser does not handle."""
+    UNKNOWN_SYMBOL = "unknown_symbol"
+    """A symbol no configured instrument maps to."""
+    BAD_VALUE = "bad_value"
+    """A price or size that is not finite and positive, or a crossed top of book."""
+    CONTROL = "control"
+    """Subscription acknowledgements and status replies: expected, carry no market data."""
+    VENUE_ERROR = "venue_error"
+    """The venue reported an error in-band."""
+    OUT_OF_ORDER = "out_of_order"
+    """Older than what the book already holds."""
+    BUFFER_OVERFLOW = "buffer_overflow"
+    """A diff that arrived while waiting for a snapshot, beyond the buffer's bound."""
+
+
+class DropCounter:
+    """Counts dropped frames per reason for one venue and logs a bounded sample of them."""
+
+    def __init__(self, venue: str, log: BoundedLog | None = None) -> None:
+        self.venue = venue
+        self.counts: dict[str, int] = {}
+        self._log = log if log is not None else BoundedLog()
+
+    def drop(self, reason: DropReason, raw: bytes | str | None = None, detail: str = "") -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if reason is DropReason.CONTROL:
+            return
+        excerpt = _excerpt(raw)
+        self._log.warning(
+            f"{self.venue}:{reason}",
+            f"dropped a {self.venue} message: {reason}",
+            venue=self.venue,
+            reason=str(reason),
+            detail=detail[:200],
+            excerpt=excerpt,
+        )
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _excerpt(raw: bytes | str | None) -> str:
+    if raw is None:
+        return ""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else raw
+    return text[:_EXCERPT_CHARS]
+
+
+class Parser(Protocol):
+    """Turns one frame from a venue into a normalized event, or None after counting a drop."""
+
+    drops: DropCounter
+
+    @property
+    def venue(self) -> str: ...
+
+    def parse(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None: ...
+
+
+FrameHandler = Callable[[bytes, int], None]
+"""Takes one frame's bytes and the ``time.time_ns()`` it arrived at."""
+
+
+class Backoff:
+    """Exponential backoff with full jitter: each delay is uniform in [0, min(cap, base * 2**n)].
+
+    Full jitter spreads the reconnects of many engines after a venue outage instead of having
+    them all knock at the same instants.
+    """
+
+    def __init__(
+        self, base_s: float = 0.25, cap_s: float = 30.0, rng: random.Random | None = None
+    ) -> None:
+        self._base_s = base_s
+        self._cap_s = cap_s
+        self._rng = rng if rng is not None else random.Random()
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self._cap_s, self._base_s * 2**self.attempt)
+        self.attempt += 1
+        return self._rng.uniform(0.0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class WebsocketFeed:
+    """One websocket connection to a venue, reconnected with backoff until cancelled.
+
+    Every frame is stamped with ``time.time_ns()`` on arrival and handed to ``on_frame``. The
+    backoff resets only once a connection has delivered data, so a venue that accepts and at once
+    drops connections is not hammered. ``stale`` says whether the venue has been silent longer
+    than ``stale_after_s``; the engine stops trading on a stale venue.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        url: str,
+        on_frame: FrameHandler,
+        *,
+        stale_after_s: float = 5.0,
+        subscribe: bytes | None = None,
+        on_connected: Callable[[], Awaitable[None]] | None = None,
+        backoff: Backoff | None = None,
+        heartbeat_s: float = 20.0,
+    ) -> None:
+        self.venue = venue
+        self.url = url
+        self._on_frame = on_frame
+        self._stale_after_ns = int(stale_after_s * 1e9)
+        self._subscribe = subscribe
+        self._on_connected = on_connected
+        self.backoff = backoff if backoff is not None else Backoff()
+        self._heartbeat_s = heartbeat_s
+        self.connects = 0
+        self.disconnects = 0
+        self.frames = 0
+        self.connected = False
+        self.last_frame_ns = 0
+        self.last_error = ""
+
+    def stale(self, now_ns: int | None = None) -> bool:
+        now = time.time_ns() if now_ns is None else now_ns
+        return now - self.last_frame_ns > self._stale_after_ns
+
+    async def run(self) -> None:
+        """Connect, read, reconnect; returns only when cancelled."""
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    await self._connection(session)
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    logger.bind(venue=self.venue).warning(
+                        f"{self.venue} feed connection failed: {self.last_error}"
+                    )
+                finally:
+                    if self.connected:
+                        self.disconnects += 1
+                    self.connected = False
+                delay = self.backoff.next_delay()
+                logger.bind(venue=self.venue).info(
+                    f"{self.venue} feed reconnecting in {delay:.2f}s"
+                )
+                await asyncio.sleep(delay)
+
+    async def _connection(self, session: aiohttp.ClientSession) -> None:
+        async with session.ws_connect(
+            self.url, heartbeat=self._heartbeat_s, max_msg_size=16 * 1024 * 1024
+        ) as ws:
+            self.connected = True
+            self.connects += 1
+            logger.bind(venue=self.venue).info(f"{self.venue} feed connected to {self.url}")
+            if self._subscribe is not None:
+                await ws.send_bytes(self._subscribe)
+            if self._on_connected is not None:
+                await self._on_connected()
+            await self._read(ws)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        on_frame = self._on_frame
+        time_ns = time.time_ns
+        delivered = False
+        while True:
+            message = await ws.receive()
+            received_ns = time_ns()
+            if message.type is aiohttp.WSMsgType.TEXT:
+                data = message.data.encode()
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                data = message.data
+            else:
+                self.last_error = f"websocket {message.type.name.lower()}"
+                return
+            self.last_frame_ns = received_ns
+            self.frames += 1
+            if not delivered:
+                self.backoff.reset()
+                delivered = True
+            on_frame(data, received_ns)
+
+
+class RestLimiter:
+    """At most ``rate`` REST requests per second (bursts up to ``burst``), awaited, not refused."""
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        self._interval = 1.0 / rate
+        self._burst = burst
+        self._next = 0.0
+
+    async def acquire(self) -> None:
+        now = time.monotonic()
+        earliest = max(self._next, now - self._interval * (self._burst - 1))
+        self._next = earliest + self._interval
+        if earliest > now:
+            await asyncio.sleep(earliest - now)

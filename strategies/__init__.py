@@ -1,0 +1,1 @@
+"""Strategy plugins shipped with Arbfleet, each an ``arbfleet.strategies`` entry point."""

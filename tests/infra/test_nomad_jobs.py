@@ -1,0 +1,356 @@
+"""The Nomad job specs of infra/nomad/: formatted, valid with every vars file, placeable on the
+local stack, aligned with monitoring/, and the platform jobs really running there.
+
+Checks use the pinned ``nomad`` CLI (what CI in the nomad-pack registry runs); rendering and
+planning go through ``runtime.deploy``, the path ``arbfleet deploy`` takes. The real runs happen in
+a namespace of their own, with data under a directory of their own in the host volume, so they
+never touch jobs or data of someone else using the shared stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import hvac
+import nomad
+import pytest
+import redis
+import requests
+
+from runtime import deploy
+from runtime.config import load_config
+from runtime.devstack import stack, toolchain
+from tests.stack_plugin import Consul, wait_for
+
+if TYPE_CHECKING:
+    from tests.infra.nomad_fixtures import Nomad
+
+pytestmark = pytest.mark.stack
+# nomad_cli, namespace, data_dir
+pytest_plugins = ["tests.infra.nomad_fixtures"]
+
+ALL_UNITS = [u for env in deploy.environments() for u in deploy.units(env)]
+LOCAL_UNITS = deploy.units(deploy.LOCAL_ENV)
+ENGINE_UNITS = [u for u in ALL_UNITS if u.spec.name == "engine.nomad.hcl"]
+HCL_FILES = sorted(deploy.NOMAD_DIR.rglob("*.hcl"))
+JOBS = sorted(p.name.removesuffix(".nomad.hcl") for p in deploy.NOMAD_DIR.glob("*.nomad.hcl"))
+
+
+def unit_id(u: deploy.Unit) -> str:
+    return f"{u.env}-{u.name}"
+
+
+def cli_var_files(u: deploy.Unit, tmp_path: Path) -> list[str]:
+    """-var-file flags: the unit's vars files as they are, and what ``runtime.deploy`` fills in."""
+    generated = tmp_path / f"{u.env}-{u.name}.generated.hcl"
+    generated.write_text(deploy.generated_variables(u))
+    return [f"-var-file={path}" for path in (*u.var_files, generated)]
+
+
+# --- static checks -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", HCL_FILES, ids=lambda p: str(p.relative_to(deploy.NOMAD_DIR)))
+def test_formatted(nomad_cli: Nomad, path: Path) -> None:
+    proc = nomad_cli("fmt", "-check", str(path), check=False)
+    assert proc.returncode == 0, f"{path} is not formatted (run `nomad fmt {path}`):\n{proc.stdout}"
+
+
+def test_every_job_has_vars_files_in_every_environment() -> None:
+    for env in deploy.environments():
+        for u in deploy.units(env):
+            assert all(path.is_file() for path in u.var_files), f"{env}: {u.var_files}"
+        covered = {u.spec.name for u in deploy.units(env)}
+        assert covered == {f"{job}.nomad.hcl" for job in JOBS}, f"{env} lacks vars for some job"
+
+
+@pytest.mark.parametrize("u", ALL_UNITS, ids=unit_id)
+def test_validates(nomad_cli: Nomad, u: deploy.Unit, tmp_path: Path) -> None:
+    # -hcl2-strict (the default): a vars file setting a variable the job lacks is an error.
+    proc = nomad_cli("job", "validate", *cli_var_files(u, tmp_path), str(u.spec))
+    assert "Job validation successful" in proc.stdout
+
+
+@pytest.mark.parametrize("u", ALL_UNITS, ids=unit_id)
+def test_every_variable_is_typed_and_described(u: deploy.Unit) -> None:
+    text = u.spec.read_text()
+    blocks = re.findall(r'^variable "([^"]+)" \{\n(.*?)^\}', text, re.MULTILINE | re.DOTALL)
+    assert {name for name, _ in blocks} == deploy.declared_variables(u.spec)
+    for name, body in blocks:
+        assert re.search(r"^  type\s+=", body, re.MULTILINE), f"{u.spec.name}: {name} has no type"
+        assert re.search(r'^  description\s+= ".{10,}"', body, re.MULTILINE), (
+            f"{u.spec.name}: {name}"
+        )
+
+
+@pytest.mark.parametrize("u", LOCAL_UNITS, ids=unit_id)
+def test_places_on_the_local_stack(nomad_api: nomad.Nomad, u: deploy.Unit) -> None:
+    job = deploy.render(nomad_api, u)
+    result = deploy.plan(nomad_api, job)
+    assert not result.get("FailedTGAllocs"), deploy.placement_failures(result["FailedTGAllocs"])
+    drivers = {t["Driver"] for g in job["TaskGroups"] for t in g["Tasks"]}
+    assert drivers <= {"raw_exec"} or job["ID"] == "grafana", f"{job['ID']}: {drivers} locally"
+
+
+@pytest.mark.parametrize("u", [u for u in ALL_UNITS if u.env != deploy.LOCAL_ENV], ids=unit_id)
+def test_production_uses_docker_images(nomad_api: nomad.Nomad, u: deploy.Unit) -> None:
+    job = deploy.render(nomad_api, u)
+    for group in job["TaskGroups"]:
+        for task in group["Tasks"]:
+            assert task["Driver"] == "docker", f"{job['ID']}/{task['Name']}"
+            assert re.fullmatch(r"[\w./-]+:[\w.-]+", task["Config"]["image"]), task["Config"][
+                "image"
+            ]
+
+
+def test_file_variables_survive_the_templates() -> None:
+    # The files are rendered with the delimiters <% %>: content containing them would be mangled.
+    for pattern in deploy.FILE_VARIABLES.values():
+        for path in deploy.REPO.glob(pattern):
+            text = path.read_text()
+            assert "<%" not in text and "%>" not in text, f"{path} contains a template delimiter"
+
+
+def test_hcl_string_round_trips_through_nomad(nomad_api: nomad.Nomad, tmp_path: Path) -> None:
+    tricky = 'a "quote" \\ back\nline\ttab ${NOMAD_TASK_DIR} %{ if } {{ .Labels }} é\x01'
+    spec = tmp_path / "echo.nomad.hcl"
+    spec.write_text(
+        'variable "text" {\n  type = string\n}\njob "echo" {\n  meta {\n'
+        '    text = var.text\n  }\n  group "g" {\n    task "t" {\n'
+        '      driver = "raw_exec"\n      config {\n        command = "/bin/true"\n'
+        "      }\n    }\n  }\n}\n"
+    )
+    (tmp_path / "vars").write_text(f"text = {deploy.hcl_string(tricky)}\n")
+    u = deploy.Unit("echo", "test", spec, (tmp_path / "vars",))
+    assert deploy.render(nomad_api, u)["Meta"]["text"] == tricky
+
+
+# --- alignment with monitoring/ and the engine -----------------------------------------------
+
+
+def engine_service(job: dict[str, Any]) -> dict[str, Any]:
+    (service,) = [s for g in job["TaskGroups"] for t in g["Tasks"] for s in t["Services"] or []]
+    return service
+
+
+@pytest.mark.parametrize("u", ENGINE_UNITS, ids=unit_id)
+def test_engine_service_carries_what_prometheus_relabels(
+    nomad_api: nomad.Nomad, u: deploy.Unit
+) -> None:
+    config = (deploy.REPO / "monitoring/prometheus/prometheus.yml").read_text()
+    engine_job = config.split("- job_name: arbfleet-engine", 1)[1].split("- job_name:", 1)[0]
+    relabelled = set(re.findall(r"__meta_consul_service_metadata_(\w+)", engine_job))
+    assert relabelled == {"deployment", "strategy", "mode", "venues"}
+    job = deploy.render(nomad_api, u)
+    service = engine_service(job)
+    assert f"services: [{service['Name']}]" in engine_job
+    assert relabelled <= set(service["Meta"])
+    assert service["Meta"]["deployment"] == job["ID"] == u.name
+    check = service["Checks"][0]
+    assert (check["Type"], check["Path"]) == ("http", "/health")
+    assert check["CheckRestart"]["Limit"] > 0
+
+
+@pytest.mark.parametrize("u", ENGINE_UNITS, ids=unit_id)
+def test_engine_update_is_a_reverting_canary(nomad_api: nomad.Nomad, u: deploy.Unit) -> None:
+    (group,) = deploy.render(nomad_api, u)["TaskGroups"]
+    update = group["Update"]
+    assert (update["Canary"], update["AutoPromote"], update["AutoRevert"]) == (1, True, True)
+    task = group["Tasks"][0]
+    assert task["Resources"]["MemoryMaxMB"] > task["Resources"]["MemoryMB"]
+    assert task["KillTimeout"] >= 10 * 10**9
+
+
+@pytest.mark.parametrize("u", ENGINE_UNITS, ids=unit_id)
+def test_engine_config_loads(nomad_api: nomad.Nomad, u: deploy.Unit, tmp_path: Path) -> None:
+    job = deploy.render(nomad_api, u)
+    task = job["TaskGroups"][0]["Tasks"][0]
+    templates = {t["DestPath"]: t for t in task["Templates"]}
+    config_file = tmp_path / "arbfleet.toml"
+    config_file.write_text(templates["local/arbfleet.toml"]["EmbeddedTmpl"])
+    config = load_config(config_file, env={"ARBFLEET_MODE": "paper"})
+    assert job["Meta"]["strategy"] in {entry.plugin for entry in config.strategies}
+    # live: one key file pair per venue traded, with SIGHUP on change; paper: none
+    keys = {path for path in templates if path.startswith("secrets/")}
+    mode = engine_service(job)["Meta"]["mode"]
+    venues = engine_service(job)["Meta"]["venues"].split(",")
+    if mode == "live":
+        assert keys == {f"secrets/{v}/{f}" for v in venues for f in ("api_key", "api_secret")}
+        assert {templates[k]["ChangeSignal"] for k in keys} == {"SIGHUP"}
+    else:
+        assert keys == set()
+    assert set(
+        tomllib.loads(templates["local/arbfleet.toml"]["EmbeddedTmpl"]).get("venues", {})
+    ) <= set(venues)
+
+
+# --- real runs on the local stack ------------------------------------------------------------
+
+
+def run_job(
+    nomad_cli: Nomad,
+    consul: Consul,
+    nomad_api: nomad.Nomad,
+    job: str,
+    namespace: str,
+    data_dir: Path,
+    tmp_path: Path,
+) -> tuple[list[dict[str, Any]], float]:
+    """`nomad job run` with the local vars; wait until every Consul check of the job passes.
+
+    Returns the running allocations and the seconds from submit to healthy.
+    """
+    u = deploy.unit(job, deploy.LOCAL_ENV)
+    started = time.monotonic()
+    # The CLI waits for the deployment and exits non-zero unless it succeeds.
+    nomad_cli(
+        "job",
+        "run",
+        "-namespace",
+        namespace,
+        *cli_var_files(u, tmp_path),
+        f"-var=host_volume_path={data_dir}",
+        str(u.spec),
+        timeout=300,
+    )
+    allocs = [
+        a
+        for a in nomad_api.job.get_allocations(job, namespace=namespace)
+        if a["ClientStatus"] == "running"
+    ]
+    assert len(allocs) == 1, [(a["ID"], a["ClientStatus"]) for a in allocs]
+    alloc_id = allocs[0]["ID"]
+
+    def checks_passing() -> list[dict[str, Any]] | None:
+        checks = [c for c in consul.get(f"health/checks/{job}") if alloc_id in c["ServiceID"]]
+        return checks if checks and all(c["Status"] == "passing" for c in checks) else None
+
+    checks = wait_for(checks_passing, timeout=60, what=f"{job}'s Consul checks to pass")
+    assert checks
+    return allocs, time.monotonic() - started
+
+
+def service_address(consul: Consul, service: str, alloc_id: str) -> tuple[str, int]:
+    (entry,) = [s for s in consul.get(f"catalog/service/{service}") if alloc_id in s["ServiceID"]]
+    return entry["ServiceAddress"], entry["ServicePort"]
+
+
+def test_redis_runs(
+    nomad_cli: Nomad,
+    consul: Consul,
+    nomad_api: nomad.Nomad,
+    namespace: str,
+    data_dir: Path,
+    tmp_path: Path,
+    local_stack: stack.Endpoints,
+) -> None:
+    allocs, healthy_s = run_job(
+        nomad_cli, consul, nomad_api, "redis", namespace, data_dir, tmp_path
+    )
+    print(f"redis: submit to healthy in {healthy_s:.1f} s")
+    host, port = service_address(consul, "redis", allocs[0]["ID"])
+    assert port not in (stack.default_ports().redis, stack.default_ports().postgres)
+    client = redis.Redis(host=host, port=port)
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    assert client.config_get("maxmemory") == {"maxmemory": str(96 * 1024 * 1024)}  # 75% of 128 MB
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    client.set("arbfleet:test", "persisted")
+    wait_for(
+        lambda: any((data_dir / "redis").rglob("*.aof")),
+        timeout=10,
+        what="the AOF in the host volume",
+    )
+    client.close()
+
+
+def test_timescaledb_runs(
+    nomad_cli: Nomad,
+    consul: Consul,
+    nomad_api: nomad.Nomad,
+    vault: hvac.Client,
+    namespace: str,
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    # The job reads its password from its own Vault path, through workload identity.
+    password = secrets.token_urlsafe(18)
+    vault.secrets.kv.v2.create_or_update_secret(
+        path=f"{namespace}/timescaledb/postgres",
+        secret={"password": password},
+        mount_point="secret",
+    )
+    try:
+        allocs, healthy_s = run_job(
+            nomad_cli, consul, nomad_api, "timescaledb", namespace, data_dir, tmp_path
+        )
+    finally:
+        vault.secrets.kv.v2.delete_metadata_and_all_versions(
+            path=f"{namespace}/timescaledb/postgres", mount_point="secret"
+        )
+    print(f"timescaledb: submit to healthy in {healthy_s:.1f} s")
+    host, port = service_address(consul, "timescaledb", allocs[0]["ID"])
+    assert port not in (stack.default_ports().redis, stack.default_ports().postgres)
+
+    async def query() -> tuple[str, str]:
+        conn = await asyncpg.connect(
+            host=host,
+            port=port,
+            user="postgres",
+            password=password,
+            database="postgres",
+            timeout=10,
+        )
+        try:
+            return await conn.fetchval("SHOW data_directory"), await conn.fetchval(
+                "SHOW shared_buffers"
+            )
+        finally:
+            await conn.close()
+
+    data_directory, shared_buffers = asyncio.run(query())
+    assert data_directory == str(data_dir / "timescaledb")
+    assert shared_buffers == "64MB"
+    assert (data_dir / "timescaledb" / "PG_VERSION").stat().st_uid != 0  # owned by postgres
+
+
+def test_prometheus_runs(
+    nomad_cli: Nomad,
+    consul: Consul,
+    nomad_api: nomad.Nomad,
+    namespace: str,
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    binary = toolchain.bin_dir() / "prometheus"
+    assert binary.is_file(), (
+        f"{binary} is missing: the local prometheus job needs the toolchain's upstream build "
+        "(`nox -s toolchain`); Debian's has no Consul service discovery"
+    )
+    allocs, healthy_s = run_job(
+        nomad_cli, consul, nomad_api, "prometheus", namespace, data_dir, tmp_path
+    )
+    print(f"prometheus: submit to healthy in {healthy_s:.1f} s")
+    host, port = service_address(consul, "prometheus", allocs[0]["ID"])
+    api = f"http://{host}:{port}/api/v1"
+    groups = requests.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
+    expected = sum(
+        len(re.findall(r"^  - name:", p.read_text(), re.MULTILINE))
+        for p in deploy.REPO.glob(deploy.FILE_VARIABLES["prometheus_rules"])
+    )
+    assert len(groups) == expected > 0
+    # Consul service discovery works: Prometheus found itself through its `prometheus` tag.
+    wait_for(
+        lambda: any(
+            t["labels"].get("job") == "prometheus" and t["health"] == "up"
+            for t in requests.get(f"{api}/targets", timeout=10).json()["data"]["activeTargets"]
+        ),
+        timeout=60,
+        what="Prometheus to scrape itself, found through Consul",
+    )

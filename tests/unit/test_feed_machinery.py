@@ -1,0 +1,43 @@
+"""Backoff with full jitter and the REST limiter's pacing (no sockets, no sleeping on time)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from runtime.feeds import base
+from runtime.feeds.base import Backoff
+
+
+def test_backoff_ceilings_double_up_to_the_cap_and_delays_stay_under_them() -> None:
+    backoff = Backoff(base_s=0.5, cap_s=4.0, rng=random.Random(3))
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0]
+    assert all(0.0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered, not a fixed schedule
+
+
+def test_backoff_reset_starts_over_from_the_base() -> None:
+    backoff = Backoff(base_s=1.0, cap_s=60.0, rng=random.Random(1))
+    for _ in range(5):
+        backoff.next_delay()
+    backoff.reset()
+    assert backoff.attempt == 0
+    assert backoff.next_delay() <= 1.0
+
+
+async def test_rest_limiter_lets_a_burst_through_then_spaces_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+
+    monkeypatch.setattr(base.time, "monotonic", lambda: 100.0)
+    monkeypatch.setattr(base.asyncio, "sleep", record_sleep)
+    limiter = base.RestLimiter(rate=10.0, burst=2)
+    for _ in range(4):
+        await limiter.acquire()
+    assert waits == [0.1, 0.2]  # two at once, then one every 100 ms

@@ -1,0 +1,80 @@
+"""The engine's metrics keep to the contract in monitoring/metrics.md."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from runtime.config import load_config
+from runtime.engine import Engine
+from runtime.metrics import engine_registry
+from tests.unit.market_kit import binance_ticker, upbit_book
+
+CONTRACT = Path(__file__).parents[2] / "monitoring" / "metrics.md"
+OWNED_ELSEWHERE = re.compile(r"arbfleet_(writer|vault|exchange_key|consul)_")
+
+
+def contract_names() -> set[str]:
+    """Metric names of the contract's tables, as exposed (counters end in _total)."""
+    return set(re.findall(r"^\| `(arbfleet_[a-z_]+)`", CONTRACT.read_text(), flags=re.M))
+
+
+def scrape(engine: Engine) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = generate_latest(engine_registry(engine)).decode()
+    exposed: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            exposed.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return exposed
+
+
+def families(engine: Engine) -> set[str]:
+    """Names of every metric family exposed, samples or not, as the contract writes them."""
+    text = generate_latest(engine_registry(engine)).decode()
+    return {
+        f"{family.name}_total" if family.type == "counter" else family.name
+        for family in text_string_to_metric_families(text)
+    }
+
+
+def traded_engine() -> Engine:
+    overrides = {"paper": {"latency_ms": 0.0, "latency_jitter_ms": 0.0}}
+    engine = Engine(load_config(env={}, overrides=overrides))
+    now = time.time_ns()
+    engine.frame_handler("upbit")(upbit_book("KRW-USDT", 1_399.5, 1_400.5, 1), now)
+    engine.frame_handler("binance")(binance_ticker(59_995.0, 60_000.0, 1), now)
+    krw = 60_000.0 * 1.006 * 1_400.0
+    engine.frame_handler("upbit")(upbit_book("KRW-BTC", krw, krw * 1.0002, 2, size=0.05), now)
+    return engine
+
+
+def test_every_exported_engine_metric_is_in_the_contract() -> None:
+    exported = {name for name in families(traded_engine()) if name.startswith("arbfleet_")}
+    assert exported <= contract_names()
+
+
+def test_every_contract_metric_of_the_engine_is_exported() -> None:
+    expected = {n for n in contract_names() if not OWNED_ELSEWHERE.match(n)}
+    assert expected <= families(traded_engine())
+
+
+def test_values_reflect_what_happened() -> None:
+    exposed = scrape(traded_engine())
+    fills = {labels["venue"]: value for labels, value in exposed["arbfleet_strategy_fills_total"]}
+    assert fills == {"binance": 1.0, "upbit": 1.0}
+    buckets = exposed["arbfleet_tick_to_intent_seconds_bucket"]
+    infinite = [v for labels, v in buckets if labels == {"strategy": "xex-btc", "le": "+Inf"}]
+    assert infinite == [1.0]
+    positions = {
+        (labels["venue"], labels["instrument"]): value
+        for labels, value in exposed["arbfleet_position"]
+        if labels["strategy"] == "xex-btc"
+    }
+    assert positions[("upbit", "BTC-KRW")] == pytest.approx(-positions[("binance", "BTC-USDT")])
+    assert abs(positions[("binance", "BTC-USDT")]) > 0
+    assert "process_resident_memory_bytes" in exposed
