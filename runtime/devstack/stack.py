@@ -41,6 +41,7 @@ APT_PACKAGES = {
     "amtool": "prometheus-alertmanager",
     "prometheus-alertmanager": "prometheus-alertmanager",
 }
+STACK_TOOLS = ("consul", "vault", "nomad")  # what `up` runs from the toolchain
 # Workload identity: the JWT auth mount and role names Terraform's platform module uses too.
 WI_AUTH_PATH = "jwt-nomad"
 WI_ROLE = "nomad-workloads"
@@ -155,7 +156,7 @@ class Service:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if pid_alive(pid) else None
 
 
 Say = Callable[[str], None]
@@ -229,7 +230,8 @@ def _pg_ready(port: int) -> bool:
 # --- processes and ports -------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -299,10 +301,10 @@ def _stop_pid(pid: int, name: str, say: Say) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         _reap(pid)
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         say(f"{name} (pid {pid}) did not stop in {STOP_TIMEOUT_S:.0f} s: killing it")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
@@ -430,7 +432,8 @@ def build_services(ports: Ports | None = None) -> list[Service]:
 
     def prepare_vault() -> None:
         if not ep.vault_token_file.exists():
-            _write_secret(ep.vault_token_file, f"hvs.dev-{secrets.token_urlsafe(24)}")
+            # No "hvs." prefix: Vault 1.21 refuses a custom root token id that looks like its own.
+            _write_secret(ep.vault_token_file, f"dev-{secrets.token_urlsafe(24)}")
 
     def prepare_nomad() -> None:
         (root / "volumes").mkdir(parents=True, exist_ok=True)
@@ -523,6 +526,13 @@ def _state_dir_ready() -> None:
     root = state_dir()
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o711)  # the postgres user must reach its own data directory inside
+    if os.getuid() == 0:
+        closed = [p for p in root.parents if not p.stat().st_mode & 0o001]
+        if closed:
+            raise StackError(
+                f"state directory {root} is not reachable by the postgres user: {closed[0]} "
+                f"is mode {closed[0].stat().st_mode & 0o777:o}; choose another ARBFLEET_STACK_DIR"
+            )
 
 
 def _check_ports(service: Service) -> None:
@@ -539,7 +549,7 @@ def _wait_healthy(service: Service, pid: int) -> None:
     while time.monotonic() < deadline:
         if service.healthy():
             return
-        if not _alive(pid):
+        if not pid_alive(pid):
             tail = service.log_file.read_text(errors="replace").strip().splitlines()[-15:]
             raise StackError(f"{service.name} exited during start; log tail:\n" + "\n".join(tail))
         time.sleep(0.3)
@@ -548,31 +558,56 @@ def _wait_healthy(service: Service, pid: int) -> None:
 
 def up(say: Say = _say, ports: Ports | None = None) -> Endpoints:
     """Start every service that is not already running and healthy; configure Vault."""
-    started = time.monotonic()
+    began = time.monotonic()
     _state_dir_ready()
     ensure_packages(say)
     present = toolchain.status()
-    missing = [name for name in toolchain.required() if not present[name]]
+    missing = [name for name in STACK_TOOLS if not present[name]]
     if missing:
         raise StackError(f"toolchain incomplete ({', '.join(missing)}): run `nox -s toolchain`")
     ep = endpoints(ports)
-    for service in build_services(ports):
-        pid = service.pid()
-        if pid and service.healthy():
-            say(f"{service.name}: already running (pid {pid})")
-            continue
-        if pid:
-            _stop_pid(pid, service.name, say)
-        _check_ports(service)
-        service.prepare()
-        pid = _spawn(service)
-        _wait_healthy(service, pid)
-        say(f"{service.name}: running (pid {pid})")
-    configure_workload_identity(ep)
-    say(f"healthy in {time.monotonic() - started:.1f} s")
+    started: list[Service] = []
+    try:
+        for service in build_services(ports):
+            if _start(service, say):
+                started.append(service)
+        configure_workload_identity(ep)
+    except BaseException:
+        for service in reversed(started):  # a failed `up` leaves nothing of its own running
+            _stop(service, say)
+        raise
+    say(f"healthy in {time.monotonic() - began:.1f} s")
     for key, value in ep.env().items():
         say(f"  {key}={value}")
     return ep
+
+
+def _start(service: Service, say: Say) -> bool:
+    """Start ``service`` unless it already runs healthy; True if this call started it."""
+    pid = service.pid()
+    if pid and service.healthy():
+        say(f"{service.name}: already running (pid {pid})")
+        return False
+    if pid:
+        _stop_pid(pid, service.name, say)
+    _check_ports(service)
+    service.prepare()
+    pid = _spawn(service)
+    try:
+        _wait_healthy(service, pid)
+    except StackError:
+        _stop(service, say)
+        raise
+    say(f"{service.name}: running (pid {pid})")
+    return True
+
+
+def _stop(service: Service, say: Say) -> None:
+    pid = service.pid()
+    if pid:
+        _stop_pid(pid, service.name, say)
+        say(f"{service.name}: stopped (pid {pid})")
+    service.pid_file.unlink(missing_ok=True)
 
 
 def down(say: Say = _say) -> None:
@@ -582,11 +617,7 @@ def down(say: Say = _say) -> None:
     if nomad.pid():
         _stop_nomad_jobs(endpoints(), say)
     for service in reversed(services):
-        pid = service.pid()
-        if pid:
-            _stop_pid(pid, service.name, say)
-            say(f"{service.name}: stopped (pid {pid})")
-        service.pid_file.unlink(missing_ok=True)
+        _stop(service, say)
     for pid in stray_processes():
         say(f"stopping leftover process {pid}")
         _stop_pid(pid, f"pid {pid}", say)

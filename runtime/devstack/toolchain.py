@@ -68,8 +68,9 @@ class GoSource:
     """Where a binary is built from: a main package of a Go module at an exact version.
 
     The wrapper module that builds it is locked in the repository, under
-    ``infra/toolchain/<module>@<version>/`` (go.mod and go.sum), so a build on any machine
-    checks every downloaded module against hashes committed here.
+    ``infra/toolchain/<binary>@<version>/`` (go.mod and go.sum), so a build on any machine
+    checks every downloaded module against hashes committed here. The lock is per binary: two
+    main packages of one module (prometheus, promtool) need different sets of modules.
     """
 
     module: str
@@ -83,7 +84,7 @@ class GoSource:
 
     @property
     def lock_dir(self) -> Path:
-        return LOCKS / f"{Path(self.module).name}@{self.version}"
+        return LOCKS / f"{Path(self.import_path).name}@{self.version}"
 
 
 @dataclass(frozen=True)

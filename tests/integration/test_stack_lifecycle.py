@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,8 @@ from runtime.devstack import stack
 
 pytestmark = pytest.mark.stack
 
-OFFSET = "1000"  # every port shifted by 1000, clear of the session stack and Nomad's dynamic range
+OFFSET = "3000"  # every port shifted by 3000: clear of the session stack, of Nomad's dynamic
+# port range (20000-32000) and of the ports developers pick for ad-hoc servers
 
 
 def _dev(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -30,9 +34,16 @@ def _pids(state: Path) -> dict[str, str]:
     return {p.stem: p.read_text() for p in sorted((state / "run").glob("*.pid"))}
 
 
-def test_up_twice_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    state = tmp_path / "stack"
+@pytest.fixture
+def state() -> Iterator[Path]:
+    # Not under pytest's tmp_path: that is mode 0700, and PostgreSQL runs as its own user.
+    path = Path(tempfile.mkdtemp(prefix="arbfleet-lifecycle-"))
+    yield path
+    _dev(path, "down")
+    shutil.rmtree(path, ignore_errors=True)
 
+
+def test_up_twice_then_down_leaves_nothing(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = _dev(state, "up")
     assert first.returncode == 0, first.stdout + first.stderr
     pids = _pids(state)
@@ -45,14 +56,21 @@ def test_up_twice_then_down_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 
     status = _dev(state, "status")
     assert status.returncode == 0
-    assert all(s.endswith(", healthy)") for s in json.loads(status.stdout).values())
+    assert all(s.endswith(", healthy)") for s in json.loads(status.stdout).values()), status.stdout
 
     down = _dev(state, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     monkeypatch.setenv("ARBFLEET_STACK_DIR", str(state))
     assert stack.stray_processes() == []
-    assert all(not Path(f"/proc/{pid}").exists() for pid in pids.values())
+    assert [pid for pid in pids.values() if stack.pid_alive(int(pid))] == []
     assert json.loads(_dev(state, "status").stdout) == dict.fromkeys(pids, "stopped")
+
+
+def test_unreachable_state_dir_is_refused_with_the_reason(tmp_path: Path) -> None:
+    result = _dev(tmp_path / "stack", "up")
+    assert result.returncode == 2
+    assert "not reachable by the postgres user" in result.stderr
+    assert not (tmp_path / "stack" / "run").exists()
 
 
 def test_vault_root_token_file_is_private(local_stack: stack.Endpoints) -> None:
