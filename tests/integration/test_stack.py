@@ -162,18 +162,38 @@ def test_workload_identity_policy_denies_other_jobs_secrets(
     assert _running_alloc(nomad_api, job_name) is None
 
 
-def test_terraform_applies_offline_against_vault(
-    terraform: Terraform, vault: hvac.Client, tmp_path: Path
+TERRAFORM_CONFIGS = Path(__file__).parent / "terraform"
+
+
+def test_terraform_init_takes_pinned_providers_from_the_offline_mirror(
+    terraform: Terraform, tmp_path: Path
 ) -> None:
-    workdir = tmp_path / "smoke"
-    shutil.copytree(Path(__file__).parent / "terraform_smoke", workdir)
-    name = f"tf-{uuid.uuid4().hex[:8]}"
-    var = f"-var=name={name}"
+    workdir = tmp_path / "mirror"
+    shutil.copytree(TERRAFORM_CONFIGS / "mirror", workdir)
+
+    init = terraform(workdir, "init", "-input=false", "-no-color")
+    terraform(workdir, "validate", "-no-color")
+
+    assert "Installing hetznercloud/hcloud v1.57.0" in init.stdout
+    lock = (workdir / ".terraform.lock.hcl").read_text()
+    assert 'provider "registry.terraform.io/hetznercloud/hcloud"' in lock
+    assert 'version     = "1.57.0"' in lock
+
+
+def test_terraform_applies_against_nomad_then_replans_clean_then_destroys(
+    terraform: Terraform, nomad_api: nomad.Nomad, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "nomad_namespace"
+    shutil.copytree(TERRAFORM_CONFIGS / "nomad_namespace", workdir)
+    namespace = f"tf-{uuid.uuid4().hex[:8]}"
+    var = f"-var=namespace={namespace}"
+
+    def namespaces() -> list[str]:
+        return [ns["Name"] for ns in nomad_api.namespaces.get_namespaces()]
 
     terraform(workdir, "init", "-input=false", "-no-color")
     terraform(workdir, "apply", "-auto-approve", "-input=false", "-no-color", var)
-    assert f"{name}/" in vault.sys.list_mounted_secrets_engines()["data"]
-    assert name in vault.sys.list_acl_policies()["data"]["policies"]
+    assert namespace in namespaces()
 
     replan = terraform(
         workdir, "plan", "-detailed-exitcode", "-input=false", "-no-color", var, check=False
@@ -181,4 +201,4 @@ def test_terraform_applies_offline_against_vault(
     assert replan.returncode == 0, f"second plan is not a no-op:\n{replan.stdout}"
 
     terraform(workdir, "destroy", "-auto-approve", "-input=false", "-no-color", var)
-    assert f"{name}/" not in vault.sys.list_mounted_secrets_engines()["data"]
+    assert namespace not in namespaces()

@@ -94,7 +94,7 @@ def test_prometheus_is_built_from_its_main_package_and_never_downloaded() -> Non
 
 def test_required_excludes_download_only_providers() -> None:
     required = toolchain.required()
-    assert {"nomad", "consul", "vault", "terraform", "hashicorp/vault"} <= set(required)
+    assert {"nomad", "consul", "vault", "terraform", "hetznercloud/hcloud"} <= set(required)
     assert "hashicorp/nomad" not in required  # no module: download only
 
 
