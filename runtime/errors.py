@@ -10,6 +10,13 @@
      │    ├── AuthenticationError(ExchangeError, PermissionError)
      │    │                                             the venue refused the key or signature
      │    └── OrderRejectedError(ExchangeError)         the venue refused the order itself
+     ├── SecretsError(ArbfleetError, RuntimeError)     Vault or a venue's key API failed us
+     │    ├── VaultUnavailableError(SecretsError, ConnectionError)
+     │    │                                             unreachable, sealed, denied, missing
+     │    ├── CasConflictError(SecretsError)            a KV entry changed since it was read
+     │    └── RotationError(SecretsError)               a key rotation step failed (``step``)
+     ├── PersistenceError(ArbfleetError, RuntimeError) the database, Redis or a state file failed
+     │    └── MigrationError(PersistenceError)          a migration step failed and was rolled back
      ├── ToolchainError(ArbfleetError, RuntimeError)   a pinned tool could not be had
      └── StackError(ArbfleetError, RuntimeError)       the local stack could not start or stop
           └── PortInUseError(StackError, OSError)      a port the stack needs is taken
@@ -72,6 +79,46 @@ class AuthenticationError(ExchangeError, PermissionError):
 
 class OrderRejectedError(ExchangeError):
     """The venue understood the order and refused it (balance, filters, duplicate id)."""
+
+
+class SecretsError(ArbfleetError, RuntimeError):
+    """Vault, or a venue's key management API, did not do what a secrets operation needed."""
+
+
+class VaultUnavailableError(SecretsError, ConnectionError):
+    """Vault could not answer: unreachable, sealed, permission denied, or no such entry.
+
+    ``reason`` is a short class (``unreachable``, ``sealed``, ``denied``, ``missing``,
+    ``error``) for health reports and metrics; the message says more, never a secret.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CasConflictError(SecretsError):
+    """A check-and-set write lost: the KV entry has a newer version than the one read."""
+
+
+class RotationError(SecretsError):
+    """A key rotation step failed; ``step`` names it and the message says what state it left."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"rotation failed at step {step!r}: {message}")
+        self.step = step
+
+
+class PersistenceError(ArbfleetError, RuntimeError):
+    """PostgreSQL, Redis, the order journal or the spill file could not be used."""
+
+
+class MigrationError(PersistenceError):
+    """A migration step failed; it was rolled back, and the message names it."""
+
+    def __init__(self, message: str, *, step: str) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 class ToolchainError(ArbfleetError, RuntimeError):

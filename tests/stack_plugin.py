@@ -89,8 +89,13 @@ def terraform(local_stack: stack.Endpoints) -> Terraform:
 
     def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            ["terraform", *args], cwd=workdir, env=env, capture_output=True, text=True,
-            check=False, timeout=600,
+            ["terraform", *args],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
         )
         if check and proc.returncode != 0:
             pytest.fail(f"terraform {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -111,5 +116,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "c
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"arbfleet stack dir: {stack.state_dir()}; toolchain: {toolchain.bin_dir()}; " \
+    return (
+        f"arbfleet stack dir: {stack.state_dir()}; toolchain: {toolchain.bin_dir()}; "
         f"CI={os.environ.get('CI', '')}"
+    )

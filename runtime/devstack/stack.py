@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runtime.devstack import toolchain
 from runtime.errors import PortInUseError, StackError
@@ -65,7 +66,10 @@ class Ports:
     @property
     def consul(self) -> dict[str, int]:
         names = ("http", "grpc", "grpc-tls", "dns", "server", "serf-lan", "serf-wan")
-        return {name: self._at(port) for name, port in zip(names, (8500, 8502, 8503, 8600, 8300, 8301, 8302), strict=True)}
+        return {
+            name: self._at(port)
+            for name, port in zip(names, (8500, 8502, 8503, 8600, 8300, 8301, 8302), strict=True)
+        }
 
     @property
     def vault(self) -> int:
@@ -178,7 +182,7 @@ def http_ok(url: str, token: str | None = None) -> bool:
         return False
 
 
-def http_json(url: str, method: str = "GET", body: object = None, token: str | None = None) -> object:
+def http_json(url: str, method: str = "GET", body: object = None, token: str | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if token:
@@ -398,7 +402,7 @@ client {{
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }}
   host_volume "arbfleet-data" {{
-    path      = "{state_dir() / 'volumes'}"
+    path      = "{state_dir() / "volumes"}"
     read_only = false
   }}
 }}
@@ -408,7 +412,7 @@ plugin "raw_exec" {{
   }}
 }}
 consul {{
-  address = "{ep.consul.removeprefix('http://')}"
+  address = "{ep.consul.removeprefix("http://")}"
 }}
 # Workload identity, as in production: Nomad signs a JWT for each task and Vault's JWT auth
 # method at {WI_AUTH_PATH}/ trusts Nomad's JWKS; no Vault token is given to Nomad itself.
@@ -449,17 +453,30 @@ def build_services(ports: Ports | None = None) -> list[Service]:
         Service(
             "consul",
             tuple(ports.consul.values()),
-            lambda: [str(bins / "consul"), "agent", "-dev", "-bind", HOST, "-client", HOST,
-                     "-log-level", "warn",
-                     *(f"-{name}-port={port}" for name, port in ports.consul.items())],
+            lambda: [
+                str(bins / "consul"),
+                "agent",
+                "-dev",
+                "-bind",
+                HOST,
+                "-client",
+                HOST,
+                "-log-level",
+                "warn",
+                *(f"-{name}-port={port}" for name, port in ports.consul.items()),
+            ],
             lambda: _consul_leader(ep),
         ),
         Service(
             "vault",
             (ports.vault, ports.vault + 1),
-            lambda: [str(bins / "vault"), "server", "-dev",
-                     f"-dev-listen-address={HOST}:{ports.vault}",
-                     "-dev-no-store-token"],
+            lambda: [
+                str(bins / "vault"),
+                "server",
+                "-dev",
+                f"-dev-listen-address={HOST}:{ports.vault}",
+                "-dev-no-store-token",
+            ],
             lambda: http_ok(f"{ep.vault}/v1/sys/health"),
             prepare=prepare_vault,
             # through the environment, not argv: argv is world-readable in /proc
@@ -475,9 +492,17 @@ def build_services(ports: Ports | None = None) -> list[Service]:
         Service(
             "postgres",
             (ports.postgres,),
-            lambda: [str(_pg_bin() / "postgres"), "-D", str(root / "postgres" / "data"),
-                     "-h", HOST, "-p", str(ports.postgres),
-                     "-k", str(root / "postgres" / "socket")],
+            lambda: [
+                str(_pg_bin() / "postgres"),
+                "-D",
+                str(root / "postgres" / "data"),
+                "-h",
+                HOST,
+                "-p",
+                str(ports.postgres),
+                "-k",
+                str(root / "postgres" / "socket"),
+            ],
             lambda: _pg_ready(ports.postgres),
             prepare=prepare_postgres,
             run_as="postgres",
@@ -485,9 +510,23 @@ def build_services(ports: Ports | None = None) -> list[Service]:
         Service(
             "redis",
             (ports.redis,),
-            lambda: ["redis-server", "--bind", HOST, "--port", str(ports.redis),
-                     "--dir", str(root / "redis"), "--appendonly", "yes",
-                     "--appendfsync", "everysec", "--save", "", "--daemonize", "no"],
+            lambda: [
+                "redis-server",
+                "--bind",
+                HOST,
+                "--port",
+                str(ports.redis),
+                "--dir",
+                str(root / "redis"),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+            ],
             lambda: _redis_pong(ports.redis),
             prepare=prepare_redis,
         ),
@@ -507,16 +546,26 @@ def _prepare_postgres(ports: Ports, ep: Endpoints) -> None:
         shutil.chown(base, "postgres", "postgres")
         for path in (base / "socket", pwfile):
             shutil.chown(path, "postgres", "postgres")
-    initdb = [str(_pg_bin() / "initdb"), "-D", str(data), "-U", "postgres",
-              "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync"]
+    initdb = [
+        str(_pg_bin() / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "postgres",
+        "--auth=scram-sha-256",
+        f"--pwfile={pwfile}",
+        "--encoding=UTF8",
+        "--no-sync",
+    ]
     if os.getuid() == 0:
         initdb = ["runuser", "-u", "postgres", "--", *initdb]
     proc = subprocess.run(initdb, capture_output=True, text=True, check=False)
     pwfile.unlink()
     if proc.returncode != 0:
         raise StackError(f"initdb failed: {proc.stderr.strip()[-500:]}")
-    _write_secret(ep.postgres_dsn_file,
-                  f"postgresql://postgres:{password}@{HOST}:{ports.postgres}/postgres")
+    _write_secret(
+        ep.postgres_dsn_file, f"postgresql://postgres:{password}@{HOST}:{ports.postgres}/postgres"
+    )
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -553,7 +602,9 @@ def _wait_healthy(service: Service, pid: int) -> None:
             tail = service.log_file.read_text(errors="replace").strip().splitlines()[-15:]
             raise StackError(f"{service.name} exited during start; log tail:\n" + "\n".join(tail))
         time.sleep(0.3)
-    raise StackError(f"{service.name} not healthy after {START_TIMEOUT_S:.0f} s: see {service.log_file}")
+    raise StackError(
+        f"{service.name} not healthy after {START_TIMEOUT_S:.0f} s: see {service.log_file}"
+    )
 
 
 def up(say: Say = _say, ports: Ports | None = None) -> Endpoints:
@@ -638,7 +689,7 @@ def _stop_nomad_jobs(ep: Endpoints, say: Say) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
         allocs = http_json(f"{ep.nomad}/v1/allocations")
-        if not any(a.get("ClientStatus") == "running" for a in allocs or []):  # type: ignore[union-attr]
+        if not any(a.get("ClientStatus") == "running" for a in allocs or []):
             return
         time.sleep(0.5)
 
@@ -665,31 +716,45 @@ def configure_workload_identity(ep: Endpoints) -> None:
     """
     token = ep.vault_token()
     mounts = http_json(f"{ep.vault}/v1/sys/auth", token=token)
-    if f"{WI_AUTH_PATH}/" not in (mounts or {}):  # type: ignore[operator]
+    if f"{WI_AUTH_PATH}/" not in (mounts or {}):
         http_json(f"{ep.vault}/v1/sys/auth/{WI_AUTH_PATH}", "POST", {"type": "jwt"}, token)
-    http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/config", "POST", {
-        "jwks_url": f"{ep.nomad}/.well-known/jwks.json",
-        "jwt_supported_algs": ["RS256", "EdDSA"],
-        "default_role": WI_ROLE,
-    }, token)
-    accessor = http_json(f"{ep.vault}/v1/sys/auth", token=token)[f"{WI_AUTH_PATH}/"]["accessor"]  # type: ignore[index]
-    http_json(f"{ep.vault}/v1/sys/policies/acl/{WI_ROLE}", "PUT",
-              {"policy": workload_policy(accessor)}, token)
-    http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role/{WI_ROLE}", "POST", {
-        "role_type": "jwt",
-        "bound_audiences": [WI_AUDIENCE],
-        "user_claim": "/nomad_job_id",
-        "user_claim_json_pointer": True,
-        "claim_mappings": {
-            "nomad_namespace": "nomad_namespace",
-            "nomad_job_id": "nomad_job_id",
-            "nomad_task": "nomad_task",
+    http_json(
+        f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/config",
+        "POST",
+        {
+            "jwks_url": f"{ep.nomad}/.well-known/jwks.json",
+            "jwt_supported_algs": ["RS256", "EdDSA"],
+            "default_role": WI_ROLE,
         },
-        "token_type": "service",
-        "token_policies": [WI_ROLE],
-        "token_period": "30m",
-        "token_explicit_max_ttl": 0,
-    }, token)
+        token,
+    )
+    accessor = http_json(f"{ep.vault}/v1/sys/auth", token=token)[f"{WI_AUTH_PATH}/"]["accessor"]
+    http_json(
+        f"{ep.vault}/v1/sys/policies/acl/{WI_ROLE}",
+        "PUT",
+        {"policy": workload_policy(accessor)},
+        token,
+    )
+    http_json(
+        f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role/{WI_ROLE}",
+        "POST",
+        {
+            "role_type": "jwt",
+            "bound_audiences": [WI_AUDIENCE],
+            "user_claim": "/nomad_job_id",
+            "user_claim_json_pointer": True,
+            "claim_mappings": {
+                "nomad_namespace": "nomad_namespace",
+                "nomad_job_id": "nomad_job_id",
+                "nomad_task": "nomad_task",
+            },
+            "token_type": "service",
+            "token_policies": [WI_ROLE],
+            "token_period": "30m",
+            "token_explicit_max_ttl": 0,
+        },
+        token,
+    )
 
 
 def workload_policy(accessor: str) -> str:

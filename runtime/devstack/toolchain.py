@@ -295,8 +295,11 @@ def _go_build(source: GoSource, target: Path, say: Log) -> None:
         (work / "go.mod").write_text(wrapper_go_mod(source, _upstream_go_mod(source, env)))
     say(f"building {source.import_path}@{source.version} ({'locked' if locked else 'new lock'})")
     partial = target.with_name(target.name + ".partial")
-    _run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), source.import_path],
-         env, work)
+    _run(
+        ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), source.import_path],
+        env,
+        work,
+    )
     partial.rename(target)
     if not locked:
         source.lock_dir.mkdir(parents=True, exist_ok=True)

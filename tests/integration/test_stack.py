@@ -144,7 +144,9 @@ def test_workload_identity_policy_denies_other_jobs_secrets(
 ) -> None:
     other = f"default/someone-else-{job_name}/config"
     vault.secrets.kv.v2.create_or_update_secret(path=other, secret={"greeting": "not yours"})
-    _register(nomad_api, SECRET_JOB.format(name=job_name).replace(f"default/{job_name}/config", other))
+    _register(
+        nomad_api, SECRET_JOB.format(name=job_name).replace(f"default/{job_name}/config", other)
+    )
 
     def template_events() -> list[str]:
         return [

@@ -26,7 +26,11 @@ def _dev(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, ARBFLEET_STACK_DIR=str(state), ARBFLEET_STACK_PORT_OFFSET=OFFSET)
     return subprocess.run(
         [sys.executable, "-m", "runtime.devstack", "dev", *args],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 
