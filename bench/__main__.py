@@ -10,7 +10,7 @@ import argparse
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.pipeline", "bench.e2e")
+BENCHMARKS = ("bench.pipeline", "bench.e2e", "bench.rotation", "bench.persistence")
 
 
 def main(argv: list[str] | None = None) -> int:

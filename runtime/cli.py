@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from runtime import __version__
+from runtime.deploy import add_deploy, add_status
 from runtime.devstack.cli import add_dev, add_toolchain
 from runtime.errors import ArbfleetError, ConfigError
 from runtime.logging import configure
+from runtime.persistence.cli import add_db
 from runtime.plugins import PluginInfo, config_errors, discover
+from runtime.vault_cli import add_secrets
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -69,6 +72,8 @@ async def _until_signalled(engine: Any, replay: Path | None, speed: float | None
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):  # a Nomad template saw a new key version
+        loop.add_signal_handler(signal.SIGHUP, engine.reload_keys)
     if replay is None:
         await engine.run(stop)
         return
@@ -210,6 +215,10 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     add_strategies,
     add_toolchain,
     add_dev,
+    add_db,
+    add_secrets,
+    add_deploy,
+    add_status,
 )
 
 

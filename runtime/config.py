@@ -33,6 +33,7 @@ from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
 from runtime.errors import ConfigError, PluginError
 from runtime.execution.paper import PaperConfig
 from runtime.logging import register_secret
+from runtime.persistence.settings import JournalConfig, PostgresConfig, RedisConfig, ShutdownConfig
 from runtime.plugins import PluginRegistry, config_errors, format_validation_errors
 from runtime.risk import RiskLimits
 
@@ -78,6 +79,31 @@ class IsolationConfig(_Frozen):
     loop_lag_threshold_ms: PositiveFloat = 100.0
 
 
+class VaultConfig(_Frozen):
+    """Exchange keys from Vault KV v2 (``<kv_mount>/<venue>/<account>``) instead of the
+    environment, swapped without a restart (runtime/vault.py). Off while ``address`` is unset."""
+
+    address: str | None = None
+    token_file: Path | None = None
+    """The token, re-read when Vault denies it (Nomad writes and renews ``secrets/vault_token``)."""
+    kv_mount: str = "exchanges"
+    accounts: dict[str, str] = pydantic.Field(default_factory=dict)
+    """venue -> exchange account whose keys the engine uses in live mode."""
+    poll_interval_s: PositiveFloat = 0.5
+    database_mount: str | None = None
+    """Database secrets engine whose dynamic users the writer logs in as (runtime/dbcreds.py);
+    ``postgres.dsn`` then gives host, port and database only. None: the DSN as configured."""
+    database_role: str = "arbfleet-engine"
+
+    @pydantic.model_validator(mode="after")
+    def _complete(self) -> VaultConfig:
+        if self.address is not None and self.token_file is None:
+            raise ValueError("vault.token_file is required with vault.address")
+        if self.database_mount is not None and self.address is None:
+            raise ValueError("vault.database_mount needs vault.address")
+        return self
+
+
 def _default_venues() -> dict[str, VenueConfig]:
     return {
         "binance": VenueConfig(
@@ -107,6 +133,11 @@ class EngineConfig(_Frozen):
     paper: PaperConfig = pydantic.Field(default_factory=PaperConfig)
     health: HealthConfig = pydantic.Field(default_factory=HealthConfig)
     isolation: IsolationConfig = pydantic.Field(default_factory=IsolationConfig)
+    postgres: PostgresConfig = pydantic.Field(default_factory=PostgresConfig)
+    redis: RedisConfig = pydantic.Field(default_factory=RedisConfig)
+    journal: JournalConfig = pydantic.Field(default_factory=JournalConfig)
+    shutdown: ShutdownConfig = pydantic.Field(default_factory=ShutdownConfig)
+    vault: VaultConfig = pydantic.Field(default_factory=VaultConfig)
     blocked_plugins: list[str] = pydantic.Field(default_factory=list)
     timer_tick_ms: NonNegativeInt = 100
     log_level: str = "INFO"
@@ -118,7 +149,10 @@ class EngineConfig(_Frozen):
         if duplicates:
             raise ValueError(f"strategies: ids must be unique, repeated: {', '.join(duplicates)}")
         if self.mode == "live":
+            from_vault = set(self.vault.accounts) if self.vault.address else set()
             for name, venue in self.venues.items():
+                if name in from_vault:
+                    continue
                 if venue.api_key is None or venue.api_secret is None:
                     raise ValueError(
                         f"venues.{name}: live mode needs api_key and api_secret "

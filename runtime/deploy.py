@@ -34,7 +34,7 @@ from nomad.api.exceptions import BaseNomadException
 from requests import RequestException
 
 from runtime.devstack import stack, toolchain
-from runtime.errors import ArbfleetError
+from runtime.errors import DeployError
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Say = Callable[[str], None]
@@ -53,10 +53,6 @@ FILE_VARIABLES = {
     "grafana_dashboard_providers": "monitoring/grafana/provisioning/dashboards/arbfleet.yml",
     "grafana_dashboards": "monitoring/grafana/dashboards/*.json",
 }
-
-
-class DeployError(ArbfleetError, RuntimeError):
-    """A job could not be found, parsed, submitted, or its deployment did not succeed in time."""
 
 
 # --- what to deploy --------------------------------------------------------------------------
@@ -143,7 +139,8 @@ def generated_variables(u: Unit) -> str:
 
 
 def variables(u: Unit) -> str:
-    """Everything Nomad needs besides the job spec, as one var-file content."""
+    """Everything Nomad needs besides the job spec, as one var-file content (so the unit's vars
+    files must not set a variable twice: unlike the CLI's -var-file, a later one cannot win)."""
     return "\n".join(path.read_text() for path in u.var_files) + "\n" + generated_variables(u)
 
 
@@ -216,8 +213,9 @@ def submit(api: nomad.Nomad, u: Unit, job: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Outcome:
     """How a submission ended: ``successful``, ``failed``, ``reverted`` (failed, and Nomad rolled
-    back to the last stable version), ``unchanged`` (nothing to roll out) or ``registered``
-    (a periodic job: nothing runs before its schedule)."""
+    back to the last stable version), ``unchanged`` (the scheduler started no deployment, e.g.
+    for a group of count 0) or ``registered`` (a periodic job: nothing runs before its schedule).
+    Resubmitting an unchanged job reports the deployment of its current version."""
 
     job_id: str
     version: int

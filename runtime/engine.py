@@ -17,7 +17,7 @@ import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from loguru import logger
 
@@ -26,7 +26,7 @@ from runtime.config import EngineConfig, StrategyEntry, strategy_errors
 from runtime.errors import ConfigError
 from runtime.events import BookTicker, DepthUpdate, MarketEvent, Trade
 from runtime.execution import Executor
-from runtime.execution.live import Credentials, LiveExecutor, venue_clients
+from runtime.execution.live import Credentials, KeySource, LiveExecutor, venue_clients
 from runtime.execution.paper import PaperExecutor
 from runtime.feeds.base import DropCounter, FrameHandler, Parser
 from runtime.feeds.binance import DepthSnapshots
@@ -35,7 +35,8 @@ from runtime.feeds.venues import build_feed, build_parser
 from runtime.health import HealthServer
 from runtime.instruments import instrument
 from runtime.metrics import TICK_TO_INTENT_BUCKETS_S
-from runtime.orders import Fill, Opportunity, OrderResult, OrderStatus, new_session
+from runtime.orders import Fill, Opportunity, OrderResult, OrderStatus
+from runtime.persistence.service import Persistence
 from runtime.plugins import (
     HookTracker,
     Intents,
@@ -50,6 +51,11 @@ from runtime.plugins import (
 from runtime.portfolio import MidPrices, Portfolio
 from runtime.risk import KillSwitch, RiskGuard
 from runtime.watchdog import LoopWatchdog
+
+if TYPE_CHECKING:
+    from runtime.dbcreds import DatabaseCredentials
+    from runtime.persistence.writer import BatchWriter
+    from runtime.vault import KeyProvider
 
 LATENCY_SAMPLES: Final = 1 << 16
 _LATENCY_MASK: Final = LATENCY_SAMPLES - 1
@@ -130,15 +136,24 @@ class Engine:
         *,
         executor: Executor | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        keys: KeyProvider | None = None,
     ) -> None:
         self.config = config
+        self.keys = keys if keys is not None else _vault_keys(config)
+        """Exchange keys from Vault, swapped while running; None: keys from the config."""
         self.registry = (
             registry if registry is not None else discover(blocked=config.blocked_plugins)
         )
         problems = strategy_errors(config, self.registry)
         if problems:
             raise ConfigError("invalid strategies:\n  " + "\n  ".join(problems))
-        self.session = new_session()
+        self.persistence = Persistence(config, clock_ns=clock_ns)
+        """Journal, database writer and Redis snapshots; inert with embedded defaults."""
+        self.session = self.persistence.session
+        self.db_credentials = _vault_database(config, self.persistence.writer)
+        """The writer's PostgreSQL user from Vault, replaced before it lapses; None: as given."""
+        self.accepting = True
+        """False once stopping: strategies' intents are blocked from then on."""
         self.stats = EngineStats()
         self.drops = {venue: DropCounter(venue) for venue in config.venues}
         self.books = Books(self.drops, on_gap=self._on_gap)
@@ -248,14 +263,18 @@ class Engine:
                 self._on_result,
                 clock_ns=self._clock_ns,
             )
-        venues = {}
+        venues: dict[str, tuple[str, KeySource, float]] = {}
         for venue in self.subscriptions:
             settings = self.config.venues[venue]
-            assert settings.api_key is not None and settings.api_secret is not None  # config checks
-            credentials = Credentials(
-                settings.api_key.get_secret_value(), settings.api_secret.get_secret_value()
-            )
-            venues[venue] = (settings.rest_url, credentials, settings.rest_requests_per_s)
+            keys: KeySource
+            if self.keys is not None and venue in self.keys.accounts:
+                keys = self.keys.source(venue)
+            else:
+                assert settings.api_key is not None and settings.api_secret is not None  # checked
+                keys = Credentials(
+                    settings.api_key.get_secret_value(), settings.api_secret.get_secret_value()
+                )
+            venues[venue] = (settings.rest_url, keys, settings.rest_requests_per_s)
         return LiveExecutor(
             venue_clients(venues),
             self.books,
@@ -327,7 +346,9 @@ class Engine:
         stats = self.stats.by_strategy[safe.name]
         if trigger_ns:
             stats.record_tick_to_intent((time.time_ns() - trigger_ns) / 1e9)
-        reason = self.risk.check_batch(intents)
+        reason = "engine stopping" if not self.accepting else self.risk.check_batch(intents)
+        if reason is None:
+            reason = self.persistence.before_send(intents)  # on disk before any leaves
         if reason is not None:
             stats.blocked += len(intents)
             stats.last_blocked = reason
@@ -339,6 +360,7 @@ class Engine:
             self.executor.submit(intent)
 
     def _on_fill(self, fill: Fill) -> None:
+        self.persistence.on_fill(fill)
         stats = self.stats.by_strategy[fill.strategy]
         stats.fills += 1
         stats.fills_by_venue[fill.venue] += 1
@@ -349,6 +371,7 @@ class Engine:
                 self._submit(safe, intents)
 
     def _on_result(self, result: OrderResult) -> None:
+        self.persistence.on_result(result)
         self.risk.order_closed(result.intent)
         if result.status is OrderStatus.REJECTED:
             stats = self.stats.by_strategy[result.intent.strategy]
@@ -356,6 +379,7 @@ class Engine:
             stats.rejections[(result.intent.venue, result.code or "rejected")] += 1
 
     def _on_opportunity(self, opportunity: Opportunity) -> None:
+        self.persistence.on_opportunity(opportunity)
         self.stats.by_strategy[opportunity.strategy].opportunities += 1
         self.stats.recent.append(opportunity)
 
@@ -433,17 +457,29 @@ class Engine:
         if serve_health:
             await health.start()
             self.health_url = health.url
+        await self.persistence.start(self)  # state back before strategies see an event
         self.start()
+        tasks: list[asyncio.Task[None]] = []
+        if self.keys is not None:
+            await self.keys.sync()  # the first keys before the first order (or why there are none)
+            tasks.append(asyncio.create_task(self.keys.run(), name="exchange-keys"))
+        if self.db_credentials is not None:  # rows wait in the writer until the first user
+            tasks.append(asyncio.create_task(self.db_credentials.run(), name="db-credentials"))
         await self.executor.start()
+        await self.persistence.reconcile(self)  # orders a killed run sent: ask, never resend
         self.ready.set()
         self.watchdog.start()
-        tasks = [asyncio.create_task(feed.run(), name=f"feed-{feed.venue}") for feed in sources]
+        tasks += [asyncio.create_task(feed.run(), name=f"feed-{feed.venue}") for feed in sources]
         tasks.append(asyncio.create_task(self.watchdog.heartbeat(), name="loop-lag"))
         tasks.append(asyncio.create_task(self._timers(), name="timers"))
         logger.info(f"engine running: {len(self.strategies)} strategies, mode {self.config.mode}")
+        deadline = float("inf")
         try:
             await stop.wait()
-            await self._drain_orders()
+            deadline = time.monotonic() + self.config.shutdown.deadline_s
+            self.accepting = False
+            if self.config.shutdown.open_orders == "keep":
+                await self._drain_orders(self.config.shutdown.deadline_s / 2)
         finally:
             for task in tasks:
                 task.cancel()
@@ -457,7 +493,17 @@ class Engine:
                 await health.stop()
             self.watchdog.stop()
             self.stop()
+            await self.persistence.stop(
+                min(deadline, time.monotonic() + self.config.shutdown.deadline_s)
+            )
             logger.info("engine stopped")
+
+    def reload_keys(self) -> None:
+        """SIGHUP: a Nomad template saw a new key version; look at Vault now."""
+        if self.keys is not None:
+            self.keys.refresh_now()
+        else:
+            logger.info("SIGHUP ignored: exchange keys come from the config, not Vault")
 
     async def _drain_orders(self, timeout_s: float = 2.0) -> None:
         """Give orders in flight a moment to report, so their fills are not lost at shutdown."""
@@ -485,9 +531,19 @@ class Engine:
         active = [s.name for s in self.strategies if not s.quarantined]
         if not active:
             reasons.append("every strategy is quarantined")
+        keys = self.keys.report() if self.keys is not None else {}
+        if self.keys is not None:
+            reasons += self.keys.missing()
         return {
             "can_trade": not reasons,
             "reasons": reasons,
+            "degraded": [
+                *(self.keys.degraded() if self.keys is not None else []),
+                *(self.db_credentials.degraded() if self.db_credentials is not None else []),
+                *(self.db_credentials.missing() if self.db_credentials is not None else []),
+                *self.persistence.degraded(),
+            ],
+            "exchange_keys": keys,
             "strategies": {
                 s.name: ("quarantined" if s.quarantined else "active") for s in self.strategies
             },
@@ -529,6 +585,38 @@ class Engine:
             max_loop_lag_ms=self.watchdog.max_lag_s * 1000,
             strategies=rows,
         )
+
+
+def _vault_database(config: EngineConfig, writer: BatchWriter | None) -> DatabaseCredentials | None:
+    """Dynamic PostgreSQL users for the writer when the config names a database mount."""
+    settings = config.vault
+    if writer is None or settings.address is None or settings.database_mount is None:
+        return None
+    from runtime.dbcreds import DatabaseCredentials
+    from runtime.vault import VaultSession
+
+    return DatabaseCredentials(
+        VaultSession(settings.address, token_file=settings.token_file),
+        settings.database_mount,
+        settings.database_role,
+        config.postgres.resolve_dsn(),
+        writer.replace_pool,
+    )
+
+
+def _vault_keys(config: EngineConfig) -> KeyProvider | None:
+    """A key provider when the config names a Vault and live mode needs keys from it."""
+    settings = config.vault
+    if config.mode != "live" or settings.address is None or not settings.accounts:
+        return None
+    from runtime.vault import ExchangeKeys, KeyProvider, VaultSession
+
+    session = VaultSession(settings.address, token_file=settings.token_file)
+    return KeyProvider(
+        ExchangeKeys(session, settings.kv_mount),
+        settings.accounts,
+        poll_interval_s=settings.poll_interval_s,
+    )
 
 
 @dataclass(frozen=True)

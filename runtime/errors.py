@@ -17,6 +17,7 @@
      │    └── RotationError(SecretsError)               a key rotation step failed (``step``)
      ├── PersistenceError(ArbfleetError, RuntimeError) the database, Redis or a state file failed
      │    └── MigrationError(PersistenceError)          a migration step failed and was rolled back
+     ├── DeployError(ArbfleetError, RuntimeError)      a Nomad job did not parse, submit or deploy
      ├── ToolchainError(ArbfleetError, RuntimeError)   a pinned tool could not be had
      └── StackError(ArbfleetError, RuntimeError)       the local stack could not start or stop
           └── PortInUseError(StackError, OSError)      a port the stack needs is taken
@@ -119,6 +120,10 @@ class MigrationError(PersistenceError):
     def __init__(self, message: str, *, step: str) -> None:
         super().__init__(message)
         self.step = step
+
+
+class DeployError(ArbfleetError, RuntimeError):
+    """A job could not be found, parsed, submitted, or its deployment did not succeed in time."""
 
 
 class ToolchainError(ArbfleetError, RuntimeError):

@@ -57,6 +57,8 @@ class EngineCollector(Collector):
         yield from self._strategies()
         yield from self._risk()
         yield from self._loop()
+        yield from self._exchange_keys()
+        yield from self._writer()
 
     def _feeds(self) -> Iterator[Metric]:
         engine = self._engine
@@ -227,6 +229,55 @@ class EngineCollector(Collector):
         yield CounterMetricFamily(
             "arbfleet_loop_stalls", "Times the loop was blocked", value=watchdog.stalls
         )
+
+    def _exchange_keys(self) -> Iterator[Metric]:
+        """Key version in use and its age per account, and the TTL of every Vault lease."""
+        keys, database = self._engine.keys, self._engine.db_credentials
+        if keys is None and database is None:
+            return
+        version = GaugeMetricFamily(
+            "arbfleet_exchange_key_version",
+            "KV v2 version of the exchange key in use",
+            labels=["venue", "account"],
+        )
+        age = GaugeMetricFamily(
+            "arbfleet_exchange_key_age_seconds",
+            "Age of the exchange key in use (its KV version's created_time)",
+            labels=["venue", "account"],
+        )
+        for venue, report in (keys.report() if keys is not None else {}).items():
+            if report["version"] is not None:
+                version.add_metric([venue, report["account"]], report["version"])
+                age.add_metric([venue, report["account"]], report["age_s"])
+        ttl = GaugeMetricFamily(
+            "arbfleet_vault_lease_ttl_seconds",
+            "Seconds left on each Vault lease or token the engine holds",
+            labels=["secret"],
+        )
+        for source in (keys, database):
+            for secret, seconds in (source.lease_ttls() if source is not None else {}).items():
+                ttl.add_metric([secret], seconds)
+        yield from (version, age, ttl)
+
+    def _writer(self) -> Iterator[Metric]:
+        """The database writer: back-pressure (queue depth, spill) and throughput."""
+        writer = self._engine.persistence.writer
+        depth = GaugeMetricFamily(
+            "arbfleet_writer_queue_depth", "Rows waiting in the writer's queue", labels=["table"]
+        )
+        rows = CounterMetricFamily(
+            "arbfleet_writer_rows", "Rows written to the database", labels=["table"]
+        )
+        spill = GaugeMetricFamily(
+            "arbfleet_writer_spill_bytes", "Bytes spilled to disk while the database is away"
+        )
+        if writer is not None:
+            for table, count in writer.queue_depth().items():
+                depth.add_metric([table], count)
+            for table, count in writer.stats.rows.items():
+                rows.add_metric([table], count)
+            spill.add_metric([], writer.spill.bytes)
+        yield from (depth, rows, spill)
 
 
 def engine_registry(engine: Engine) -> CollectorRegistry:

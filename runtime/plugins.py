@@ -23,9 +23,13 @@ and declaring it in the package's ``pyproject.toml``::
     my_strategy = "my_package.module:MyStrategy"
 
 Every optional hook (``on_start``, ``on_book``, ``on_trade``, ``on_timer``, ``on_fill``,
-``on_stop``) defaults to doing nothing and takes ``**kwargs``, so the engine can pass more
-arguments later without breaking plugins. Names starting with ``fleet_`` belong to the engine: a
-plugin class that defines one is refused when it is created, so it cannot shadow one by accident.
+``on_stop``, ``on_save_state``, ``on_restore_state``) defaults to doing nothing and takes
+``**kwargs``, so the engine can pass more arguments later without breaking plugins. A strategy
+that keeps state worth surviving a restart (a filter's estimate, say) returns it from
+``on_save_state`` as JSON-encodable data; the engine stores it with each Redis snapshot and hands
+it to ``on_restore_state`` before ``on_start`` of the next run. Names starting with ``fleet_``
+belong to the engine: a plugin class that defines one is refused when it is created, so it
+cannot shadow one by accident.
 
 The engine calls plugins only through ``SafeStrategy``: an exception becomes a counted, logged
 ``StrategyError``; a plugin that fails ``max_failures`` times within ``window_s`` is quarantined
@@ -58,7 +62,16 @@ INTERFACE_VERSION: Final = 1
 ENTRY_POINT_GROUP: Final = "arbfleet.strategies"
 ENGINE_PREFIX: Final = "fleet_"
 REQUIRED_HOOK: Final = "subscriptions"
-OPTIONAL_HOOKS: Final = ("on_start", "on_book", "on_trade", "on_timer", "on_fill", "on_stop")
+OPTIONAL_HOOKS: Final = (
+    "on_start",
+    "on_book",
+    "on_trade",
+    "on_timer",
+    "on_fill",
+    "on_stop",
+    "on_save_state",
+    "on_restore_state",
+)
 
 Intents = list[OrderIntent]
 
@@ -162,6 +175,13 @@ class Strategy(abc.ABC, Generic[ConfigT]):
 
     def on_stop(self, **kwargs: Any) -> None:
         """Called once when the engine stops or the strategy is quarantined."""
+
+    def on_save_state(self, **kwargs: Any) -> dict[str, Any] | None:
+        """State to keep across restarts (JSON-encodable), saved with every state snapshot."""
+        return None
+
+    def on_restore_state(self, state: dict[str, Any], **kwargs: Any) -> None:
+        """Before ``on_start``: what ``on_save_state`` returned when the last snapshot was taken."""
 
     # --- engine-owned: plugins call these, never define them -----------------------------------
 
@@ -459,6 +479,24 @@ class SafeStrategy:
 
     def on_stop(self) -> None:
         self._call_no_result("on_stop", self.strategy.on_stop)
+
+    def save_state(self) -> dict[str, Any] | None:
+        """The plugin's state to snapshot, checked to encode as JSON; None if it keeps none."""
+        if not self.wants["on_save_state"]:
+            return None
+        try:
+            state = self.strategy.on_save_state()
+            if state is not None and not isinstance(state, dict):
+                raise TypeError(f"returned {type(state).__name__}, not a dict")
+            msgspec.json.encode(state)
+        except Exception as exc:
+            self._fail("on_save_state", exc)
+            return None
+        return state
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        if self.wants["on_restore_state"]:
+            self._call("on_restore_state", self.strategy.on_restore_state, state)
 
     def _call(self, hook: str, method: Callable[[Any], Any], argument: object) -> Intents | None:
         tracker = self._tracker

@@ -99,6 +99,22 @@ class Portfolio:
         fees[fill.fee_asset] = fees.get(fill.fee_asset, 0.0) + fill.fee
         self.fills[fill.strategy] = self.fills.get(fill.strategy, 0) + 1
 
+    def restore(
+        self,
+        strategy: str,
+        balances: Mapping[tuple[str, str], float],
+        fees: Mapping[str, float],
+        fills: int,
+    ) -> None:
+        """Put back a strategy's account as the order journal or a snapshot recorded it.
+
+        The balances dict is updated in place: the strategy's ``view`` keeps reading it."""
+        account = self.account(strategy)
+        account.clear()
+        account.update(balances)
+        self.fees_paid[strategy] = dict(fees)
+        self.fills[strategy] = fills
+
     def position(self, strategy: str, venue: str, asset: str) -> float:
         """How much ``asset`` the strategy holds beyond its initial balance."""
         key = (venue, asset)

@@ -1,14 +1,16 @@
 # The engine: one job per strategy deployment (the "pluggable strategy job"). The job is named
 # <strategy>-<deployment> (underscores become dashes), and that name is the `deployment` label of
-# every metric and alert (monitoring/README.md).
+# every metric and alert (monitoring/README.md) and the deployment of secrets/vault.toml.
 #
 # Each deployment has two vars files: vars/<env>/engine.hcl (how engines run in that environment)
 # and vars/<env>/engine/<job>.hcl (what this deployment trades).
 #
-# Exchange keys come from Vault through workload identity: the job reads
-# secret/<namespace>/<job>/exchanges/<venue>/<account> (keys `api_key`, `api_secret`), rendered
-# to secrets/<venue>/api_key and api_secret, the directory layout runtime.config.DirectorySecrets
-# reads. A new key version is re-rendered in place and the engine gets SIGHUP to reload it.
+# Exchange keys (secrets/README.md): with accounts, the engine reads its keys from Vault KV v2
+# (exchanges/<venue>/<account>) itself, with the token Nomad gets for the job's own role
+# arbfleet-<job> (workload identity; `arbfleet secrets apply` creates role and policy) and keeps
+# renewed in secrets/vault_token. A template per account renders the entry into
+# secrets/<venue>/api_key and api_secret; a new key version re-renders it and sends SIGHUP, on
+# which the engine looks at Vault at once instead of at its next poll.
 
 # --- the deployment ---------------------------------------------------------------------------
 
@@ -16,17 +18,18 @@ variable "strategy" {
   type        = string
   description = "Strategy plugin, as listed by `arbfleet strategies list` (e.g. cross_exchange)."
   validation {
-    condition     = can(regex("^[a-z][a-z0-9_]{0,31}$", var.strategy))
-    error_message = "The strategy must be a plugin name: lower case letters, digits and underscores."
+    # Nomad has no regex(): a full match replaced by "" leaves nothing.
+    condition     = var.strategy != "" && regex_replace(var.strategy, "^[a-z][a-z0-9_]{0,15}$", "") == ""
+    error_message = "The strategy must be a plugin name of at most 16 lower case letters, digits and underscores."
   }
 }
 
 variable "deployment" {
   type        = string
-  description = "Name of this deployment of the strategy (e.g. btc-main); the job is <strategy>-<deployment>."
+  description = "Name of this deployment of the strategy (e.g. btc); the job is <strategy>-<deployment>, at most 32 characters (the engine's limit for a deployment name)."
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,31}$", var.deployment))
-    error_message = "The deployment must be lower case letters, digits and dashes."
+    condition     = var.deployment != "" && regex_replace(var.deployment, "^[a-z0-9][a-z0-9-]{0,14}$", "") == ""
+    error_message = "The deployment must be at most 15 lower case letters, digits and dashes."
   }
 }
 
@@ -47,7 +50,7 @@ variable "venues" {
 variable "accounts" {
   type        = map(string)
   default     = {}
-  description = "Exchange account per venue whose API keys are rendered from Vault; empty in paper mode. One engine at a time trades an account (a Consul lock in the engine)."
+  description = "Exchange account per venue whose keys the engine takes from Vault; empty in paper mode. One engine at a time trades an account (a Consul lock in the engine)."
 }
 
 variable "engine_config" {
@@ -91,10 +94,10 @@ variable "venv" {
   description = "Python virtual environment with arbfleet installed, on the client (driver raw_exec); the task runs <venv>/bin/arbfleet. `arbfleet deploy` fills it in for the local stack."
 }
 
-variable "kill_timeout" {
-  type        = string
-  default     = "20s"
-  description = "Time from SIGTERM to SIGKILL. The engine stops feeds and strategies, waits up to 2 s for orders in flight (Engine._drain_orders), closes venue clients and releases its account lock; keep this well above that."
+variable "shutdown_deadline_s" {
+  type        = number
+  default     = 10
+  description = "Seconds the engine may take to stop on SIGTERM (shutdown.deadline_s: orders in flight report, the journal and stores flush). Nomad's kill_timeout is 10 s more, for releasing the account lock and closing venue clients."
 }
 
 variable "cpu" {
@@ -117,21 +120,53 @@ variable "memory_max" {
 
 # --- secrets ----------------------------------------------------------------------------------
 
+variable "vault_address" {
+  type        = string
+  default     = ""
+  description = "Vault address the engine reads its exchange keys from (vault.address); needed with accounts."
+}
+
+variable "kv_mount" {
+  type        = string
+  default     = "exchanges"
+  description = "KV v2 mount of the exchange keys ([kv] mount in secrets/vault.toml)."
+}
+
 variable "vault_role" {
   type        = string
-  default     = "nomad-workloads"
-  description = "Vault JWT auth role the task logs in with (workload identity)."
+  default     = ""
+  description = "Vault JWT auth role of the task. Empty: arbfleet-<job>, the deployment's own role, or the stack's generic nomad-workloads for a deployment without accounts."
 }
 
 locals {
-  job_id   = "${replace(var.strategy, "_", "-")}-${var.deployment}"
-  arbfleet = var.driver == "docker" ? "arbfleet" : "${var.venv}/bin/arbfleet"
-  args     = ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"]
+  job_id     = "${replace(var.strategy, "_", "-")}-${var.deployment}"
+  vault_role = var.vault_role != "" ? var.vault_role : (length(var.accounts) > 0 ? "arbfleet-${local.job_id}" : "nomad-workloads")
+  arbfleet   = var.driver == "docker" ? "arbfleet" : "${var.venv}/bin/arbfleet"
+  args       = ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"]
   # One rendered file per venue and key field: secrets/<venue>/api_key, secrets/<venue>/api_secret.
   key_files = {
     for pair in setproduct(keys(var.accounts), ["api_key", "api_secret"]) :
     "${pair[0]}/${pair[1]}" => { venue = pair[0], account = var.accounts[pair[0]], field = pair[1] }
   }
+  # ARBFLEET_* override the config file (runtime/config.py), so what only Nomad knows (address,
+  # port, mode, Vault token, journal directory) is what the engine uses.
+  env = merge(
+    {
+      ARBFLEET_MODE                 = var.mode
+      ARBFLEET_HEALTH__HOST         = "${NOMAD_IP_http}"
+      ARBFLEET_HEALTH__PORT         = "${NOMAD_PORT_http}"
+      ARBFLEET_SHUTDOWN__DEADLINE_S = format("%g", var.shutdown_deadline_s)
+      ARBFLEET_REDIS__DEPLOYMENT    = local.job_id
+      # Kept across restarts of the allocation and moved with it (sticky ephemeral disk).
+      ARBFLEET_JOURNAL__DIR = "${NOMAD_ALLOC_DIR}/data/journal"
+    },
+    length(var.accounts) == 0 ? {} : {
+      ARBFLEET_VAULT__ADDRESS    = var.vault_address
+      ARBFLEET_VAULT__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/vault_token"
+      ARBFLEET_VAULT__KV_MOUNT   = var.kv_mount
+    },
+    { for venue, account in var.accounts : "ARBFLEET_VAULT__ACCOUNTS__${upper(venue)}" => account },
+  )
 }
 
 job "engine" {
@@ -158,10 +193,11 @@ job "engine" {
     # One engine per deployment: an account has a single writer.
     count = 1
 
-    # The canary starts beside the running engine, which keeps trading (the account lock keeps
-    # the canary from trading too); it is promoted once its health check has passed for
-    # min_healthy_time, and a canary that never gets healthy reverts the job to the last
-    # stable version.
+    # The canary starts beside the running engine, which keeps trading; the engine's account
+    # lock keeps the canary from trading too, so /health must call a standby engine (up, feeds
+    # fresh, waiting for the lock) healthy. The canary is promoted once its check has passed
+    # for min_healthy_time, the old engine stops and releases the lock; a canary that never
+    # gets healthy reverts the job to the last stable version.
     update {
       max_parallel      = 1
       canary            = 1
@@ -184,6 +220,15 @@ job "engine" {
       port "http" {}
     }
 
+    # The order journal lives in the allocation's data directory: it survives restarts of the
+    # task (kill -9 included), and Nomad moves it to an allocation that replaces this one on
+    # rescheduling. A canary starts with an empty journal: the engine it replaces has let its
+    # orders in flight report before stopping (shutdown.open_orders = "keep").
+    ephemeral_disk {
+      sticky  = true
+      migrate = true
+    }
+
     task "engine" {
       driver = var.driver
 
@@ -204,19 +249,12 @@ job "engine" {
         }
       }
 
-      # ARBFLEET_* override the config file (runtime/config.py), so what Nomad knows (port,
-      # mode, secrets directory) is what the engine uses.
-      env {
-        ARBFLEET_MODE         = var.mode
-        ARBFLEET_HEALTH__HOST = "${NOMAD_IP_http}"
-        ARBFLEET_HEALTH__PORT = "${NOMAD_PORT_http}"
-        ARBFLEET_SECRETS_DIR  = "${NOMAD_SECRETS_DIR}"
-      }
+      env = local.env
 
-      # The engine reads no Vault token itself: the templates below pick up a re-issued token
-      # on their own, so a new token needs no restart.
+      # The engine re-reads secrets/vault_token itself when Vault refuses the old one, so a
+      # re-issued token needs no restart.
       vault {
-        role        = var.vault_role
+        role        = local.vault_role
         change_mode = "noop"
       }
 
@@ -233,7 +271,7 @@ job "engine" {
         for_each = local.key_files
         content {
           data          = <<-EOT
-            {{ with secret (printf "secret/data/%s/${local.job_id}/exchanges/${template.value.venue}/${template.value.account}" (env "NOMAD_NAMESPACE")) }}{{ .Data.data.${template.value.field} }}{{ end }}
+            {{ with secret "${var.kv_mount}/data/${template.value.venue}/${template.value.account}" }}{{ .Data.data.${template.value.field} }}{{ end }}
           EOT
           destination   = "secrets/${template.key}"
           change_mode   = "signal"
@@ -272,7 +310,7 @@ job "engine" {
       }
 
       kill_signal  = "SIGTERM"
-      kill_timeout = var.kill_timeout
+      kill_timeout = "${var.shutdown_deadline_s + 10}s"
 
       resources {
         cpu        = var.cpu

@@ -1,11 +1,12 @@
 # Exchange API key rotation (periodic batch): one task per account runs
-# `arbfleet secrets rotate VENUE ACCOUNT`, the dual-key overlap procedure of secrets/: create a
-# new key at the venue, write a new KV version with check-and-set, wait until every engine uses
-# it, revoke the old key. ARBFLEET_DEPLOYMENT names the engine job whose KV entry
-# (secret/<namespace>/<deployment>/exchanges/<venue>/<account>) holds the account's keys.
+# `arbfleet secrets rotate VENUE ACCOUNT`, the dual-key overlap of secrets/rotation.md: create a
+# new key at the venue, write a new KV version with check-and-set, wait until every engine
+# trading the account (found in Consul) reports it in use, revoke the old key. Exit status 3 means
+# an operator must act (a venue without a key API); the task then fails and the next run repeats
+# the instruction.
 #
-# The task needs write access to those entries: in production its Vault role is a dedicated one,
-# not the default read-own-path role.
+# The tasks log in with the rotation role (arbfleet-key-rotation, created by
+# `arbfleet secrets apply`), which may write new versions under exchanges/.
 
 # --- placement and schedule ------------------------------------------------------------------
 
@@ -22,11 +23,10 @@ variable "schedule" {
 
 variable "accounts" {
   type = list(object({
-    venue      = string
-    account    = string
-    deployment = string
+    venue   = string
+    account = string
   }))
-  description = "Accounts to rotate: venue, account name and the engine job (deployment) that trades it."
+  description = "Accounts to rotate (their KV entries are exchanges/<venue>/<account>)."
 }
 
 # --- task ------------------------------------------------------------------------------------
@@ -61,7 +61,8 @@ variable "vault_address" {
 
 variable "vault_role" {
   type        = string
-  description = "Vault JWT auth role of the rotation tasks; must allow writing the accounts' KV entries."
+  default     = "arbfleet-key-rotation"
+  description = "Vault JWT auth role of the rotation tasks; its policy (secrets/policies/key-rotation.hcl.tmpl) may write new key versions."
 }
 
 locals {
@@ -79,8 +80,8 @@ job "key-rotation" {
   }
 
   group "rotate" {
-    # A rotation that failed half-way is resumed by the next attempt (the KV version it wrote
-    # is checked with check-and-set); beyond that a human looks at it.
+    # A rotation that stopped half-way is resumed by the next attempt (secrets/rotation.md);
+    # beyond that a human looks at it.
     restart {
       attempts = 1
       delay    = "1m"
@@ -117,9 +118,9 @@ job "key-rotation" {
           }
         }
 
+        # The Vault token comes in VAULT_TOKEN (the vault block's default).
         env {
-          VAULT_ADDR          = var.vault_address
-          ARBFLEET_DEPLOYMENT = task.value.deployment
+          VAULT_ADDR = var.vault_address
         }
 
         resources {

@@ -3,9 +3,12 @@
 # (secret/<namespace>/timescaledb/postgres, key `password`) through workload identity.
 #
 # Locally the image is replaced by Debian's PostgreSQL (no TimescaleDB package there: the schema
-# code falls back to native partitioning). PostgreSQL refuses to run as root and raw_exec runs
-# tasks as root, so the server task sets `user = "postgres"` (raw_exec honours the task user
-# since Nomad 1.8) and a root prestart task prepares the data directory.
+# code falls back to native partitioning). raw_exec runs tasks as root, which PostgreSQL refuses,
+# and the task `user` does not help: the postgres user cannot enter Nomad's data directory (mode
+# 0700) to start in its task directory. So a root prestart task prepares the data directory, and
+# the server starts through `setpriv`, which switches to postgres and then execs the server
+# (no parent process left in between: Nomad's signals reach PostgreSQL itself; `runuser` would
+# stay as the parent and SIGKILL the server 2 s after forwarding a SIGTERM).
 
 # --- placement -------------------------------------------------------------------------------
 
@@ -151,8 +154,15 @@ job "timescaledb" {
             chown postgres:postgres "$1"
             chmod 0700 "$1"
             if [ ! -s "$1/PG_VERSION" ]; then
-              runuser -u postgres -- "$2/initdb" -D "$1" -U postgres --auth=scram-sha-256 \
-                --pwfile="$NOMAD_SECRETS_DIR/postgres-password" --encoding=UTF8
+              # The postgres user cannot enter Nomad's data directory (mode 0700), so initdb
+              # gets its own copy of the password, removed again on exit.
+              pwfile=$(mktemp)
+              trap 'rm -f "$pwfile"' EXIT
+              cp "$NOMAD_SECRETS_DIR/postgres-password" "$pwfile"
+              chown postgres "$pwfile"
+              cd /
+              setpriv --reuid=postgres --regid=postgres --init-groups -- "$2/initdb" -D "$1" \
+                -U postgres --auth=scram-sha-256 --pwfile="$pwfile" --encoding=UTF8
             fi
             EOT
             , "initdb", local.data_dir, var.postgres_bin_dir,
@@ -161,9 +171,6 @@ job "timescaledb" {
         template {
           data        = local.password_template
           destination = "secrets/postgres-password"
-          # Readable by the postgres user that initdb runs as; the secrets directory is private
-          # to this allocation.
-          perms = "0644"
         }
         resources {
           cpu    = 100
@@ -174,7 +181,6 @@ job "timescaledb" {
 
     task "postgres" {
       driver = var.driver
-      user   = var.driver == "raw_exec" ? "postgres" : ""
 
       dynamic "config" {
         for_each = var.driver == "docker" ? [1] : []
@@ -187,9 +193,13 @@ job "timescaledb" {
       dynamic "config" {
         for_each = var.driver == "raw_exec" ? [1] : []
         content {
-          command = "${var.postgres_bin_dir}/postgres"
+          command = "/usr/bin/setpriv"
           # -k "": no Unix socket; the default directory belongs to the system's own PostgreSQL.
-          args = concat(["-D", local.data_dir, "-k", ""], local.server_args)
+          args = concat(
+            ["--reuid=postgres", "--regid=postgres", "--init-groups", "--"],
+            ["${var.postgres_bin_dir}/postgres", "-D", local.data_dir, "-k", ""],
+            local.server_args,
+          )
         }
       }
 

@@ -25,4 +25,10 @@ class Executor(Protocol):
         """Orders submitted whose result has not been reported yet."""
         ...
 
+    async def recover(self, intent: OrderIntent, settle_s: float) -> bool:
+        """Report, through the handlers, what became of ``intent``: sent by an earlier run of
+        the engine that stopped before hearing back. Never sends it. False if that cannot be
+        known yet (the venue could not be asked)."""
+        ...
+
     async def close(self) -> None: ...

@@ -55,6 +55,17 @@ class Credentials:
     def __repr__(self) -> str:
         return f"Credentials(api_key={self.api_key[:4]}…, secret=***)"
 
+    def credentials(self) -> Credentials:
+        """A fixed key pair is its own key source."""
+        return self
+
+
+class KeySource(Protocol):
+    """Where a REST client gets the key pair for each request: fixed ``Credentials``, or
+    ``runtime.vault.VenueKeys``, which follows the KV version in use."""
+
+    def credentials(self) -> Credentials: ...
+
 
 @dataclass(frozen=True)
 class VenueOrder:
@@ -100,12 +111,10 @@ def _raise_for(venue: str, status: int, body: Any, headers: Mapping[str, str]) -
 
 
 class _RestClient:
-    def __init__(
-        self, venue: str, rest_url: str, credentials: Credentials, limiter: RestLimiter
-    ) -> None:
+    def __init__(self, venue: str, rest_url: str, keys: KeySource, limiter: RestLimiter) -> None:
         self.venue = venue
         self._rest_url = rest_url.rstrip("/")
-        self._credentials = credentials
+        self._keys = keys
         self._limiter = limiter
         self._session: aiohttp.ClientSession | None = None
 
@@ -152,14 +161,15 @@ class BinanceClient(_RestClient):
 
     _ping_path = "/api/v3/ping"
 
-    def _signed(self, params: dict[str, str]) -> str:
+    def _signed(self, path: str, params: dict[str, str]) -> tuple[str, dict[str, Any]]:
+        """The signed URL path and the key header, from one snapshot of the key pair: a key
+        swapped meanwhile changes the next request, never half of this one."""
+        keys = self._keys.credentials()
         params["recvWindow"] = str(RECV_WINDOW_MS)
         params["timestamp"] = str(int(time.time() * 1000))
         query = urlencode(list(params.items()))
-        return f"{query}&signature={binance_signature(self._credentials.secret, query)}"
-
-    def _headers(self) -> dict[str, str]:
-        return {"X-MBX-APIKEY": self._credentials.api_key}
+        signed = f"{path}?{query}&signature={binance_signature(keys.secret, query)}"
+        return signed, {"headers": {"X-MBX-APIKEY": keys.api_key}}
 
     async def place(self, intent: OrderIntent, price: float) -> VenueOrder:
         params = {
@@ -172,18 +182,13 @@ class BinanceClient(_RestClient):
             "newClientOrderId": intent.client_order_id,
             "newOrderRespType": "FULL",
         }
-        _, body = await self._request(
-            "POST", lambda: (f"/api/v3/order?{self._signed(params)}", {"headers": self._headers()})
-        )
+        _, body = await self._request("POST", lambda: self._signed("/api/v3/order", params))
         return _binance_order(body)
 
     async def find(self, client_order_id: str) -> VenueOrder | None:
         params = {"origClientOrderId": client_order_id}
         try:
-            _, body = await self._request(
-                "GET",
-                lambda: (f"/api/v3/order?{self._signed(params)}", {"headers": self._headers()}),
-            )
+            _, body = await self._request("GET", lambda: self._signed("/api/v3/order", params))
         except OrderRejectedError as exc:
             if exc.code == -2013:  # "Order does not exist."
                 return None
@@ -211,7 +216,8 @@ class UpbitClient(_RestClient):
     _ping_path = "/v1/market/all"
 
     def _auth(self, params: Mapping[str, str] | None) -> dict[str, str]:
-        token = upbit_token(self._credentials.api_key, self._credentials.secret, params)
+        keys = self._keys.credentials()
+        token = upbit_token(keys.api_key, keys.secret, params)
         return {"Authorization": f"Bearer {token}"}
 
     async def place(self, intent: OrderIntent, price: float) -> VenueOrder:
@@ -271,7 +277,7 @@ def _error_class(exc: ExchangeError) -> str:
     return "error"
 
 
-CLIENTS: Final[dict[str, Callable[[str, str, Credentials, RestLimiter], VenueClient]]] = {
+CLIENTS: Final[dict[str, Callable[[str, str, KeySource, RestLimiter], VenueClient]]] = {
     "binance": BinanceClient,
     "upbit": UpbitClient,
 }
@@ -385,6 +391,36 @@ class LiveExecutor:
                     ) from exc
             self.retries += 1
 
+    async def recover(self, intent: OrderIntent, settle_s: float) -> bool:
+        """Ask the venue what became of ``intent`` (sent by an earlier run), never resend it.
+
+        An order the venue does not know is reported cancelled (code ``not_sent``) once it is
+        ``settle_s`` old: a request still on its way would be refused by then (``recvWindow``).
+        False if the venue cannot be asked now; the order stays in doubt.
+        """
+        client = self._clients.get(intent.venue)
+        if client is None:
+            return False
+        try:
+            order = await client.find(intent.client_order_id)
+            wait_s = settle_s - (self._clock_ns() - intent.created_ns) / 1e9
+            if order is None and wait_s > 0:
+                await asyncio.sleep(wait_s)
+                order = await client.find(intent.client_order_id)
+        except (ExchangeError, *_UNKNOWN_OUTCOME) as exc:
+            logger.bind(venue=intent.venue, client_order_id=intent.client_order_id).warning(
+                f"order {intent.client_order_id} still in doubt: {exc}"
+            )
+            return False
+        if order is None:
+            reason = "never reached the venue: the engine stopped before sending it"
+            self._on_result(
+                OrderResult(intent, OrderStatus.CANCELED, 0.0, 0.0, reason, code="not_sent")
+            )
+        else:
+            self._report(intent, order)
+        return True
+
     async def _find_quietly(self, client: VenueClient, client_order_id: str) -> VenueOrder | None:
         try:
             return await client.find(client_order_id)
@@ -433,10 +469,10 @@ class LiveExecutor:
 
 
 def venue_clients(
-    venues: Mapping[str, tuple[str, Credentials, float]],
+    venues: Mapping[str, tuple[str, KeySource, float]],
 ) -> dict[str, VenueClient]:
-    """A REST client per venue from (REST URL, credentials, requests per second)."""
+    """A REST client per venue from (REST URL, key source, requests per second)."""
     return {
-        venue: CLIENTS[venue](venue, rest_url, credentials, RestLimiter(rate, burst=5))
-        for venue, (rest_url, credentials, rate) in venues.items()
+        venue: CLIENTS[venue](venue, rest_url, keys, RestLimiter(rate, burst=5))
+        for venue, (rest_url, keys, rate) in venues.items()
     }

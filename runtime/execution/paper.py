@@ -173,6 +173,14 @@ class PaperExecutor:
     async def start(self) -> None:
         """Nothing to prepare: paper orders live in memory."""
 
+    async def recover(self, intent: OrderIntent, settle_s: float) -> bool:
+        """A paper order lived in the memory of the process that stopped: it never filled."""
+        reason = "paper order lost with the engine that held it"
+        self._on_result(
+            OrderResult(intent, OrderStatus.CANCELED, 0.0, 0.0, reason, code="not_sent")
+        )
+        return True
+
     async def close(self) -> None:
         """Nothing to release: paper orders live in memory."""
 

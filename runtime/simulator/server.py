@@ -9,6 +9,8 @@ endpoints — ``POST``/``GET /api/v3/order`` checked like Binance (``X-MBX-APIKE
 ``signature``, ``timestamp`` within ``recvWindow``) and ``POST /upbit/v1/orders``,
 ``GET /upbit/v1/order`` checked like Upbit (a JWT whose ``query_hash`` covers the parameters).
 Orders are immediate-or-cancel and settle against the simulator's current book at once.
+API keys can be created, listed and revoked (``/admin/keys``, runtime/simulator/keys.py); a
+revoked or unknown key is refused with 401.
 
 Faults, all off by default: disconnect every websocket every ``disconnect_every_s``, replace a
 share of frames with truncated JSON, skip update ids in depth diffs (a gap the client must
@@ -36,6 +38,7 @@ from pydantic import NonNegativeFloat, PositiveFloat
 
 from runtime.execution.signing import binance_signature, read_upbit_token, verify_upbit_token
 from runtime.instruments import instrument
+from runtime.simulator.keys import KeyRegistry
 from runtime.simulator.market import MARKETS, Ladder, MarketModel, MarketParams
 
 _QUEUE_LIMIT: Final = 10_000
@@ -64,8 +67,11 @@ class SimulatorConfig(pydantic.BaseModel):
     market: MarketParams = pydantic.Field(default_factory=MarketParams)
     faults: FaultParams = pydantic.Field(default_factory=FaultParams)
     credentials: dict[str, str] = pydantic.Field(default_factory=lambda: {"sim-key": "sim-secret"})
-    """API key (Binance) or access key (Upbit) -> secret."""
+    """API key (Binance) or access key (Upbit) -> secret: the keys that exist from the start."""
     recv_window_ms: int = 5_000
+    admin_token: str | None = None
+    """Bearer token of the key management API (runtime/simulator/keys.py); None: API off."""
+    max_keys_per_label: int = pydantic.Field(default=30, ge=1)
 
 
 @dataclass
@@ -102,6 +108,9 @@ class ExchangeSimulator:
         self.model = MarketModel(self.config.market)
         self.stats = SimulatorStats()
         self.orders: dict[str, dict[str, Any]] = {}
+        self.keys = KeyRegistry(
+            self.config.credentials, self.config.admin_token, self.config.max_keys_per_label
+        )
         self.on_order: Callable[[str, dict[str, Any], int], None] | None = None
         """Called with (venue, order response, receive time in ns) for every accepted order."""
         self.on_dislocation: Callable[[str, int], None] | None = None
@@ -135,6 +144,7 @@ class ExchangeSimulator:
         app.router.add_get("/health", self._health)
         app.router.add_get("/api/v3/ping", self._ping)
         app.router.add_get("/upbit/v1/market/all", self._upbit_markets)
+        self.keys.add_routes(app)
         return app
 
     async def start(self) -> None:
@@ -423,7 +433,7 @@ class ExchangeSimulator:
             ("&" if request.query_string else "") + body if body else ""
         )
         params = dict(parse_qsl(total, keep_blank_values=True))
-        secret = self.config.credentials.get(request.headers.get("X-MBX-APIKEY", ""))
+        secret = self.keys.secret_of(request.headers.get("X-MBX-APIKEY", ""))
         if secret is None:
             self.stats.auth_failures += 1
             return web.json_response({"code": -2015, "msg": "Invalid API-key."}, status=401)
@@ -507,7 +517,7 @@ class ExchangeSimulator:
         token = header.removeprefix("Bearer ")
         try:
             access_key = str(read_upbit_token(token)[1].get("access_key", ""))
-            secret = self.config.credentials.get(access_key)
+            secret = self.keys.secret_of(access_key)
             if secret is None:
                 raise ValueError("unknown access key")
             verify_upbit_token(token, secret, params)

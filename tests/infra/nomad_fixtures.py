@@ -1,5 +1,6 @@
 """Fixtures for tests that run Nomad jobs on the shared local stack without touching anyone else's:
-a namespace of their own (purged afterwards) and a data directory of their own in the host volume.
+a namespace of their own (purged afterwards), a data directory of their own in the host volume,
+and Vault secrets under the namespace's path (deleted afterwards).
 
 Import them into a test module by name (pytest registers imported fixtures).
 """
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hvac
 import nomad
 import pytest
 
@@ -72,3 +74,22 @@ def data_dir(local_stack: stack.Endpoints) -> Iterator[Path]:
     path = stack.state_dir() / "volumes" / f"test-{uuid.uuid4().hex[:8]}"
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+KvWrite = Callable[[str, dict[str, str]], None]
+
+
+@pytest.fixture
+def job_secrets(vault: hvac.Client, namespace: str) -> Iterator[KvWrite]:
+    """Write ``secret/<namespace>/<path>`` (where a job of ``namespace`` reads it through workload
+    identity); every path written is deleted with all its versions afterwards."""
+    written: list[str] = []
+
+    def write(path: str, secret: dict[str, str]) -> None:
+        full = f"{namespace}/{path}"
+        vault.secrets.kv.v2.create_or_update_secret(path=full, secret=secret, mount_point="secret")
+        written.append(full)
+
+    yield write
+    for full in written:
+        vault.secrets.kv.v2.delete_metadata_and_all_versions(path=full, mount_point="secret")

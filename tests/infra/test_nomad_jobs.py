@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import hvac
 import nomad
 import pytest
 import redis
@@ -30,10 +29,10 @@ from runtime.devstack import stack, toolchain
 from tests.stack_plugin import Consul, wait_for
 
 if TYPE_CHECKING:
-    from tests.infra.nomad_fixtures import Nomad
+    from tests.infra.nomad_fixtures import KvWrite, Nomad
 
 pytestmark = pytest.mark.stack
-# nomad_cli, namespace, data_dir
+# nomad_cli, namespace, data_dir, job_secrets
 pytest_plugins = ["tests.infra.nomad_fixtures"]
 
 ALL_UNITS = [u for env in deploy.environments() for u in deploy.units(env)]
@@ -78,16 +77,14 @@ def test_validates(nomad_cli: Nomad, u: deploy.Unit, tmp_path: Path) -> None:
     assert "Job validation successful" in proc.stdout
 
 
-@pytest.mark.parametrize("u", ALL_UNITS, ids=unit_id)
-def test_every_variable_is_typed_and_described(u: deploy.Unit) -> None:
-    text = u.spec.read_text()
-    blocks = re.findall(r'^variable "([^"]+)" \{\n(.*?)^\}', text, re.MULTILINE | re.DOTALL)
-    assert {name for name, _ in blocks} == deploy.declared_variables(u.spec)
+@pytest.mark.parametrize("job", JOBS)
+def test_every_variable_is_typed_and_described(job: str) -> None:
+    spec = deploy.NOMAD_DIR / f"{job}.nomad.hcl"
+    blocks = re.findall(r'^variable "([^"]+)" \{\n(.*?)^\}', spec.read_text(), re.M | re.S)
+    assert {name for name, _ in blocks} == deploy.declared_variables(spec)
     for name, body in blocks:
-        assert re.search(r"^  type\s+=", body, re.MULTILINE), f"{u.spec.name}: {name} has no type"
-        assert re.search(r'^  description\s+= ".{10,}"', body, re.MULTILINE), (
-            f"{u.spec.name}: {name}"
-        )
+        assert re.search(r"^  type\s+=", body, re.M), f"{job}: {name} has no type"
+        assert re.search(r'^  description\s+= ".{10,}"', body, re.M), f"{job}: {name} undescribed"
 
 
 @pytest.mark.parametrize("u", LOCAL_UNITS, ids=unit_id)
@@ -105,21 +102,22 @@ def test_production_uses_docker_images(nomad_api: nomad.Nomad, u: deploy.Unit) -
     for group in job["TaskGroups"]:
         for task in group["Tasks"]:
             assert task["Driver"] == "docker", f"{job['ID']}/{task['Name']}"
-            assert re.fullmatch(r"[\w./-]+:[\w.-]+", task["Config"]["image"]), task["Config"][
-                "image"
-            ]
+            image = task["Config"]["image"]
+            assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"{image} has no pinned tag"
 
 
 def test_file_variables_survive_the_templates() -> None:
     # The files are rendered with the delimiters <% %>: content containing them would be mangled.
     for pattern in deploy.FILE_VARIABLES.values():
-        for path in deploy.REPO.glob(pattern):
+        paths = list(deploy.REPO.glob(pattern))
+        assert paths, f"no file matches {pattern}"
+        for path in paths:
             text = path.read_text()
             assert "<%" not in text and "%>" not in text, f"{path} contains a template delimiter"
 
 
 def test_hcl_string_round_trips_through_nomad(nomad_api: nomad.Nomad, tmp_path: Path) -> None:
-    tricky = 'a "quote" \\ back\nline\ttab ${NOMAD_TASK_DIR} %{ if } {{ .Labels }} é\x01'
+    tricky = 'a "quote" \\ back\nline\ttab ${X} $${Y} %{ if } %%{ z } {{ .Labels }} é\x01'
     spec = tmp_path / "echo.nomad.hcl"
     spec.write_text(
         'variable "text" {\n  type = string\n}\njob "echo" {\n  meta {\n'
@@ -168,27 +166,70 @@ def test_engine_update_is_a_reverting_canary(nomad_api: nomad.Nomad, u: deploy.U
     assert task["KillTimeout"] >= 10 * 10**9
 
 
+# What Nomad fills in at run time, for checking the engine's environment without running it.
+NOMAD_RUNTIME = {
+    "${NOMAD_IP_http}": "127.0.0.1",
+    "${NOMAD_PORT_http}": "25000",
+    "${NOMAD_SECRETS_DIR}": "/secrets",
+    "${NOMAD_ALLOC_DIR}": "/alloc",
+}
+
+
+def task_env(task: dict[str, Any]) -> dict[str, str]:
+    env = {}
+    for name, value in task["Env"].items():
+        for placeholder, runtime_value in NOMAD_RUNTIME.items():
+            value = value.replace(placeholder, runtime_value)
+        env[name] = value
+    return env
+
+
 @pytest.mark.parametrize("u", ENGINE_UNITS, ids=unit_id)
-def test_engine_config_loads(nomad_api: nomad.Nomad, u: deploy.Unit, tmp_path: Path) -> None:
+def test_engine_config_and_environment_load(
+    nomad_api: nomad.Nomad, u: deploy.Unit, tmp_path: Path
+) -> None:
     job = deploy.render(nomad_api, u)
     task = job["TaskGroups"][0]["Tasks"][0]
     templates = {t["DestPath"]: t for t in task["Templates"]}
     config_file = tmp_path / "arbfleet.toml"
     config_file.write_text(templates["local/arbfleet.toml"]["EmbeddedTmpl"])
-    config = load_config(config_file, env={"ARBFLEET_MODE": "paper"})
-    assert job["Meta"]["strategy"] in {entry.plugin for entry in config.strategies}
-    # live: one key file pair per venue traded, with SIGHUP on change; paper: none
+    # The config as the engine will load it: the rendered file, overridden by the task's
+    # environment (a live deployment validates only if Vault supplies every venue's keys).
+    config = load_config(config_file, env=task_env(task))
+    meta = engine_service(job)["Meta"]
+    assert config.mode == meta["mode"]
+    assert meta["strategy"] in {entry.plugin for entry in config.strategies}
+    assert set(config.venues) == set(meta["venues"].split(","))
+    assert (config.health.host, config.health.port) == ("127.0.0.1", 25000)
+    assert config.redis.deployment == job["ID"]
+    assert task["KillTimeout"] == (config.shutdown.deadline_s + 10) * 10**9
+    # One key file pair per account, re-rendered with SIGHUP; the job's own Vault role.
+    accounts = config.vault.accounts
     keys = {path for path in templates if path.startswith("secrets/")}
-    mode = engine_service(job)["Meta"]["mode"]
-    venues = engine_service(job)["Meta"]["venues"].split(",")
-    if mode == "live":
-        assert keys == {f"secrets/{v}/{f}" for v in venues for f in ("api_key", "api_secret")}
-        assert {templates[k]["ChangeSignal"] for k in keys} == {"SIGHUP"}
-    else:
-        assert keys == set()
-    assert set(
-        tomllib.loads(templates["local/arbfleet.toml"]["EmbeddedTmpl"]).get("venues", {})
-    ) <= set(venues)
+    assert keys == {f"secrets/{v}/{f}" for v in accounts for f in ("api_key", "api_secret")}
+    assert {templates[k]["ChangeSignal"] for k in keys} <= {"SIGHUP"}
+    assert task["Vault"]["Role"] == (f"arbfleet-{job['ID']}" if accounts else "nomad-workloads")
+
+
+@pytest.mark.parametrize("u", [u for u in ENGINE_UNITS if u.env != deploy.LOCAL_ENV], ids=unit_id)
+def test_engine_accounts_match_the_vault_layout(nomad_api: nomad.Nomad, u: deploy.Unit) -> None:
+    # `arbfleet secrets apply` creates the role arbfleet-<job> from secrets/vault.toml: a
+    # deployment missing there, or trading other accounts, could not read its keys.
+    layout = tomllib.loads((deploy.REPO / "secrets/vault.toml").read_text())
+    job = deploy.render(nomad_api, u)
+    env = job["TaskGroups"][0]["Tasks"][0]["Env"]
+    prefix = "ARBFLEET_VAULT__ACCOUNTS__"
+    accounts = {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)}
+    assert layout["deployments"][job["ID"]]["accounts"] == accounts
+    assert env["ARBFLEET_VAULT__KV_MOUNT"] == layout["kv"]["mount"]
+
+
+def test_key_rotation_covers_every_production_account(nomad_api: nomad.Nomad) -> None:
+    layout = tomllib.loads((deploy.REPO / "secrets/vault.toml").read_text())
+    traded = {(v, a) for d in layout["deployments"].values() for v, a in d["accounts"].items()}
+    job = deploy.render(nomad_api, deploy.unit("key-rotation", "production"))
+    rotated = {tuple(t["Config"]["args"][2:4]) for t in job["TaskGroups"][0]["Tasks"]}
+    assert rotated == traded
 
 
 # --- real runs on the local stack ------------------------------------------------------------
@@ -208,6 +249,9 @@ def run_job(
     Returns the running allocations and the seconds from submit to healthy.
     """
     u = deploy.unit(job, deploy.LOCAL_ENV)
+    own_data = [f"-var=host_volume_path={data_dir}"]
+    if "host_volume_path" not in deploy.declared_variables(u.spec):
+        own_data = []
     started = time.monotonic()
     # The CLI waits for the deployment and exits non-zero unless it succeeds.
     nomad_cli(
@@ -216,7 +260,7 @@ def run_job(
         "-namespace",
         namespace,
         *cli_var_files(u, tmp_path),
-        f"-var=host_volume_path={data_dir}",
+        *own_data,
         str(u.spec),
         timeout=300,
     )
@@ -274,26 +318,17 @@ def test_timescaledb_runs(
     nomad_cli: Nomad,
     consul: Consul,
     nomad_api: nomad.Nomad,
-    vault: hvac.Client,
+    job_secrets: KvWrite,
     namespace: str,
     data_dir: Path,
     tmp_path: Path,
 ) -> None:
     # The job reads its password from its own Vault path, through workload identity.
     password = secrets.token_urlsafe(18)
-    vault.secrets.kv.v2.create_or_update_secret(
-        path=f"{namespace}/timescaledb/postgres",
-        secret={"password": password},
-        mount_point="secret",
+    job_secrets("timescaledb/postgres", {"password": password})
+    allocs, healthy_s = run_job(
+        nomad_cli, consul, nomad_api, "timescaledb", namespace, data_dir, tmp_path
     )
-    try:
-        allocs, healthy_s = run_job(
-            nomad_cli, consul, nomad_api, "timescaledb", namespace, data_dir, tmp_path
-        )
-    finally:
-        vault.secrets.kv.v2.delete_metadata_and_all_versions(
-            path=f"{namespace}/timescaledb/postgres", mount_point="secret"
-        )
     print(f"timescaledb: submit to healthy in {healthy_s:.1f} s")
     host, port = service_address(consul, "timescaledb", allocs[0]["ID"])
     assert port not in (stack.default_ports().redis, stack.default_ports().postgres)
@@ -354,3 +389,28 @@ def test_prometheus_runs(
         timeout=60,
         what="Prometheus to scrape itself, found through Consul",
     )
+
+
+def test_alertmanager_runs_with_secrets_from_vault(
+    nomad_cli: Nomad,
+    consul: Consul,
+    nomad_api: nomad.Nomad,
+    job_secrets: KvWrite,
+    namespace: str,
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    webhook = f"https://hooks.slack.invalid/services/{secrets.token_hex(8)}"
+    job_secrets("alertmanager/slack", {"webhook_url": webhook})
+    job_secrets("alertmanager/pagerduty", {"routing_key": secrets.token_hex(8)})
+    allocs, healthy_s = run_job(
+        nomad_cli, consul, nomad_api, "alertmanager", namespace, data_dir, tmp_path
+    )
+    print(f"alertmanager: submit to healthy in {healthy_s:.1f} s")
+    host, port = service_address(consul, "alertmanager", allocs[0]["ID"])
+    config = requests.get(f"http://{host}:{port}/api/v2/status", timeout=10).json()["config"]
+    # The config's /secrets/ paths now point at this allocation's secrets directory...
+    (path,) = re.findall(r"slack_api_url_file: (\S+)", config["original"])
+    assert path.endswith("/alertmanager/secrets/slack-webhook-url") and allocs[0]["ID"] in path
+    # ...where the template rendered the webhook from Vault.
+    assert Path(path).read_text().strip() == webhook

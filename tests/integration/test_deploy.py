@@ -14,7 +14,7 @@ from runtime import deploy
 from runtime.devstack import stack, toolchain
 
 pytestmark = pytest.mark.stack
-# nomad_cli, namespace, data_dir
+# nomad_cli, namespace, data_dir, job_secrets
 pytest_plugins = ["tests.infra.nomad_fixtures"]
 
 
@@ -53,10 +53,13 @@ def test_unknown_names_and_environments_are_errors() -> None:
 
 
 def test_invalid_variables_are_reported_with_nomads_message(
-    api: nomad.Nomad, tmp_path: Path, data_dir: Path
+    api: nomad.Nomad, tmp_path: Path
 ) -> None:
+    base = deploy.unit("redis", deploy.LOCAL_ENV)
+    podman = tmp_path / "redis.hcl"
+    podman.write_text(base.var_files[0].read_text().replace('"raw_exec"', '"podman"'))
     with pytest.raises(deploy.DeployError, match="The driver must be docker or raw_exec"):
-        deploy.render(api, redis_unit(tmp_path, data_dir, driver="podman"))
+        deploy.render(api, deploy.Unit(base.name, base.env, base.spec, (podman,)))
 
 
 def test_deploy_redis_until_healthy_then_status(
@@ -86,9 +89,10 @@ def test_deploy_redis_until_healthy_then_status(
     assert (alloc.group, alloc.status, alloc.health) == ("redis", "running", "healthy")
     assert "redis" in deploy.format_status([job]) and alloc.id in deploy.format_status([job])
 
-    # The same job again: nothing to roll out, and the allocation is left alone.
+    # The same job again: no new version; the evaluation points at the finished deployment, and
+    # the allocation is left alone.
     again = deploy.deploy(api, u, timeout_s=60)
-    assert (again.status, again.version) == ("unchanged", 0)
+    assert (again.status, again.version) == ("successful", 0)
     assert [a.id for a in deploy.status(api)[0].allocations] == [alloc.id]
 
     # A version that cannot start never gets healthy: the watch gives up at its timeout.

@@ -1,10 +1,9 @@
-# Local stack: rotates the simulator account of the local paper deployment. The default role
-# only reads the job's own path, so locally this job is validated, not run.
+# Local stack: validated, not run. Running it needs `arbfleet secrets apply` (the rotation role
+# and the exchanges/ mount) and a simulator account with a key in Vault.
 datacenters   = ["dc1"]
 driver        = "raw_exec"
 vault_address = "http://127.0.0.1:8200"
-vault_role    = "nomad-workloads"
 
 accounts = [
-  { venue = "binance", account = "sim", deployment = "cross-exchange-paper" },
+  { venue = "binance", account = "sim" },
 ]

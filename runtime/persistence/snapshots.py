@@ -1,0 +1,208 @@
+"""State snapshots in Redis: each strategy's balances, positions, open orders, PnL and the state
+its plugin chooses to keep, written periodically and at shutdown, read back at start.
+
+One Redis hash per strategy, ``arbfleet:<environment>:<deployment>:<strategy>:snapshot``, with
+one field per part (``meta``, ``balances``, ``positions``, ``fees``, ``open_orders``, ``state``),
+so an operator can ``HGET`` the part they want. Every field is ``<crc32 hex>:<JSON>``; a field
+that fails its checksum or does not decode is reported by key and field, and the other fields
+and strategies are still restored. All strategies are written in one ``MULTI``/``EXEC``, so a
+reader never sees half of a snapshot.
+
+Redis unreachable: ``save`` raises nothing; it records the failure (``available``,
+``last_error``) for the health report, and the next periodic save tries again.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+from loguru import logger
+from redis.exceptions import RedisError
+
+from runtime.logging import register_secret
+from runtime.orders import OrderIntent
+from runtime.persistence.settings import describe_url
+
+FORMAT_VERSION: Final = 1
+_PARTS: Final = ("meta", "balances", "positions", "fees", "open_orders", "state")
+
+
+class Meta(msgspec.Struct, frozen=True):
+    version: int
+    ts_ns: int
+    session: str
+    fills: int
+    pnl: float | None
+
+
+class StrategySnapshot(msgspec.Struct, frozen=True):
+    """What a strategy's account looked like at ``ts_ns``."""
+
+    ts_ns: int
+    session: str
+    balances: list[tuple[str, str, float]] | None
+    """(venue, asset, amount), absolute; None when the stored ones were damaged."""
+    positions: list[tuple[str, str, float]] = []
+    """(venue, asset, amount beyond the initial balance): for people, not read back."""
+    fees: dict[str, float] = {}
+    fills: int = 0
+    open_orders: list[OrderIntent] | None = None
+    """None when the stored ones were damaged."""
+    pnl: float | None = None
+    state: dict[str, Any] | None = None
+
+
+_TYPES: Final[Mapping[str, Any]] = {
+    "meta": Meta,
+    "balances": list[tuple[str, str, float]],
+    "positions": list[tuple[str, str, float]],
+    "fees": dict[str, float],
+    "open_orders": list[OrderIntent],
+    "state": dict[str, Any] | None,
+}
+_encoder = msgspec.json.Encoder()
+_decoders: Final = {part: msgspec.json.Decoder(kind) for part, kind in _TYPES.items()}
+
+
+def _seal(value: object) -> bytes:
+    body = _encoder.encode(value)
+    return b"%08x:" % zlib.crc32(body) + body
+
+
+def _unseal(part: str, raw: bytes) -> Any:
+    """The value of one field; ValueError saying what is wrong with it."""
+    checksum, sep, body = raw.partition(b":")
+    if not sep or len(checksum) != 8:
+        raise ValueError("no checksum (truncated or not written by arbfleet)")
+    if int(checksum, 16) != zlib.crc32(body):
+        raise ValueError("checksum mismatch (corrupted)")
+    try:
+        return _decoders[part].decode(body)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"undecodable: {exc}") from exc
+
+
+def _fields(snapshot: StrategySnapshot) -> dict[str, bytes]:
+    meta = Meta(FORMAT_VERSION, snapshot.ts_ns, snapshot.session, snapshot.fills, snapshot.pnl)
+    return {
+        "meta": _seal(meta),
+        "balances": _seal(snapshot.balances),
+        "positions": _seal(snapshot.positions),
+        "fees": _seal(snapshot.fees),
+        "open_orders": _seal(snapshot.open_orders or []),
+        "state": _seal(snapshot.state),
+    }
+
+
+@dataclass
+class Restored:
+    """What ``load`` found: snapshots by strategy, and every problem, each naming its field."""
+
+    snapshots: dict[str, StrategySnapshot] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    unreachable: str = ""
+    """Why Redis could not be read at all ("" when it could)."""
+
+
+class SnapshotStore:
+    """Reads and writes snapshots; see the module docstring."""
+
+    def __init__(
+        self, url: str, environment: str, deployment: str, *, timeout_s: float = 1.0
+    ) -> None:
+        register_secret(url)
+        self._url = url
+        self.prefix = f"arbfleet:{environment}:{deployment}"
+        self._client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self.available = True
+        self.last_error = ""
+        self.last_saved_ns = 0
+        self.saves = 0
+
+    def key(self, strategy: str) -> str:
+        return f"{self.prefix}:{strategy}:snapshot"
+
+    async def save(self, snapshots: Mapping[str, StrategySnapshot]) -> bool:
+        """Write every strategy's snapshot at once; False (and health degraded) if Redis is away."""
+        pipe = self._client.pipeline(transaction=True)
+        for strategy, snapshot in snapshots.items():
+            key = self.key(strategy)
+            pipe.delete(key)
+            pipe.hset(key, mapping=_fields(snapshot))  # type: ignore[arg-type]
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+        if not self.available:
+            logger.info(f"redis at {describe_url(self._url)} reachable again: snapshots resume")
+        self.available = True
+        self.last_saved_ns = time.time_ns()
+        self.saves += 1
+        return True
+
+    async def load(self, strategies: Iterable[str]) -> Restored:
+        """The latest snapshot of each of ``strategies`` that has one."""
+        restored = Restored()
+        for strategy in strategies:
+            key = self.key(strategy)
+            try:
+                raw: Mapping[Any, Any] = await self._client.hgetall(key)
+            except (RedisError, OSError) as exc:
+                self._failed(exc)
+                restored.unreachable = self.last_error
+                return restored
+            if raw:
+                snapshot = _decode(key, raw, restored.problems)
+                if snapshot is not None:
+                    restored.snapshots[strategy] = snapshot
+        return restored
+
+    def _failed(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.available:
+            logger.warning(
+                f"redis at {describe_url(self._url)} unreachable ({self.last_error}): "
+                "trading goes on, snapshots resume when it is back"
+            )
+        self.available = False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _decode(key: str, raw: Mapping[Any, Any], problems: list[str]) -> StrategySnapshot | None:
+    """A snapshot from the fields that check out; a problem line for each one that does not."""
+    parts: dict[str, Any] = {}
+    for part in _PARTS:
+        value = raw.get(part.encode())
+        if value is None:
+            problems.append(f"{key} field {part!r}: missing")
+            continue
+        try:
+            parts[part] = _unseal(part, value)
+        except ValueError as exc:
+            problems.append(f"{key} field {part!r}: {exc}; not restored")
+    meta = parts.get("meta")
+    if not isinstance(meta, Meta):
+        problems.append(f"{key}: without its meta field the snapshot is not used")
+        return None
+    return StrategySnapshot(
+        ts_ns=meta.ts_ns,
+        session=meta.session,
+        balances=parts.get("balances"),
+        positions=parts.get("positions", []),
+        fees=parts.get("fees", {}),
+        fills=meta.fills,
+        open_orders=parts.get("open_orders"),
+        pnl=meta.pnl,
+        state=parts.get("state"),
+    )
