@@ -10,7 +10,7 @@ import argparse
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.pipeline", "bench.e2e", "bench.rotation", "bench.persistence")
+BENCHMARKS = ("bench.pipeline", "bench.e2e", "bench.rotation", "bench.persistence", "bench.consul")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from runtime import __version__
+from runtime.consul import add_halt, add_resume
 from runtime.deploy import add_deploy, add_status
 from runtime.devstack.cli import add_dev, add_toolchain
 from runtime.errors import ArbfleetError, ConfigError
@@ -219,6 +220,8 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     add_secrets,
     add_deploy,
     add_status,
+    add_halt,
+    add_resume,
 )
 
 

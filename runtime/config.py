@@ -104,6 +104,37 @@ class VaultConfig(_Frozen):
         return self
 
 
+class ConsulConfig(_Frozen):
+    """The "can trade" TTL check, account locks and kill switch in Consul (runtime/consul.py).
+    Off unless ``enabled``: the demo and embedded defaults run without Consul."""
+
+    enabled: bool = False
+    address: str = "http://127.0.0.1:8500"
+    token_file: Path | None = None
+    """A Consul ACL token (with ACLs on): service, session and key write on the engine's keys."""
+    service: str = "arbfleet-engine-ttl"
+    """Service the engine registers itself as (not Nomad's ``arbfleet-engine``: see consul.py)."""
+    service_id: str | None = None
+    """None: ``<service>-<Nomad allocation id>``, else host, pid and a random suffix."""
+    check_ttl_s: PositiveFloat = 10.0
+    refresh_fraction: float = pydantic.Field(default=1 / 3, gt=0.0, lt=1.0)
+    """The TTL is refreshed every ``check_ttl_s * refresh_fraction`` (and on every change)."""
+    deregister_critical_after_s: float = pydantic.Field(default=60.0, ge=60.0)
+    """Consul removes an instance whose check stays critical this long (a killed engine's)."""
+    max_spill_bytes: PositiveInt = 1 << 30
+    """The writer's spill past this is critical: buffering beyond its bound."""
+    lock: bool = True
+    """Hold a lock per exchange account while trading (single writer)."""
+    accounts: dict[str, str] = pydantic.Field(default_factory=dict)
+    """venue -> account to lock; empty: ``vault.accounts``; both empty: nothing to lock."""
+    lock_prefix: str = "arbfleet/locks/accounts"
+    session_ttl_s: float = pydantic.Field(default=15.0, ge=10.0, le=86_400.0)
+    lock_delay_s: float = pydantic.Field(default=15.0, ge=0.0, le=60.0)
+    """After a holder's session is invalidated, nobody may take its locks for this long."""
+    retry_s: PositiveFloat = 1.0
+    kill_switch_key: str = "arbfleet/kill-switch"
+
+
 def _default_venues() -> dict[str, VenueConfig]:
     return {
         "binance": VenueConfig(
@@ -138,6 +169,7 @@ class EngineConfig(_Frozen):
     journal: JournalConfig = pydantic.Field(default_factory=JournalConfig)
     shutdown: ShutdownConfig = pydantic.Field(default_factory=ShutdownConfig)
     vault: VaultConfig = pydantic.Field(default_factory=VaultConfig)
+    consul: ConsulConfig = pydantic.Field(default_factory=ConsulConfig)
     blocked_plugins: list[str] = pydantic.Field(default_factory=list)
     timer_tick_ms: NonNegativeInt = 100
     log_level: str = "INFO"

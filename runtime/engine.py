@@ -23,6 +23,7 @@ from loguru import logger
 
 from runtime.book import Books
 from runtime.config import EngineConfig, StrategyEntry, strategy_errors
+from runtime.consul import ConsulLink, consul_link
 from runtime.errors import ConfigError
 from runtime.events import BookTicker, DepthUpdate, MarketEvent, Trade
 from runtime.execution import Executor
@@ -160,6 +161,8 @@ class Engine:
         self.portfolio = Portfolio(config.paper.initial_balances)
         self.prices = MidPrices(self.books.tops)
         self.kill_switch = KillSwitch()
+        self.consul: ConsulLink | None = consul_link(config)
+        """TTL check, account locks and kill switch in Consul; None: Consul not configured."""
         self.feeds: dict[str, Feed] = {}
         self.snapshots: dict[str, DepthSnapshots] = {}
         self.risk = RiskGuard(
@@ -346,7 +349,11 @@ class Engine:
         stats = self.stats.by_strategy[safe.name]
         if trigger_ns:
             stats.record_tick_to_intent((time.time_ns() - trigger_ns) / 1e9)
-        reason = "engine stopping" if not self.accepting else self.risk.check_batch(intents)
+        reason = "engine stopping" if not self.accepting else None
+        if reason is None and self.consul is not None:
+            reason = self.consul.blocked()  # no account lock (or kill switch unknown): no order
+        if reason is None:
+            reason = self.risk.check_batch(intents)
         if reason is None:
             reason = self.persistence.before_send(intents)  # on disk before any leaves
         if reason is not None:
@@ -467,6 +474,8 @@ class Engine:
             tasks.append(asyncio.create_task(self.db_credentials.run(), name="db-credentials"))
         await self.executor.start()
         await self.persistence.reconcile(self)  # orders a killed run sent: ask, never resend
+        if self.consul is not None:  # registers with the health server's address
+            await self.consul.start(self)
         self.ready.set()
         self.watchdog.start()
         tasks += [asyncio.create_task(feed.run(), name=f"feed-{feed.venue}") for feed in sources]
@@ -489,6 +498,8 @@ class Engine:
             for snapshots in self.snapshots.values():
                 await snapshots.close()
             await self.executor.close()
+            if self.consul is not None:  # orders in flight have reported: the lock may go
+                await self.consul.stop()
             if serve_health:
                 await health.stop()
             self.watchdog.stop()
@@ -534,6 +545,8 @@ class Engine:
         keys = self.keys.report() if self.keys is not None else {}
         if self.keys is not None:
             reasons += self.keys.missing()
+        if self.consul is not None:
+            reasons += self.consul.reasons()
         return {
             "can_trade": not reasons,
             "reasons": reasons,
@@ -542,8 +555,10 @@ class Engine:
                 *(self.db_credentials.degraded() if self.db_credentials is not None else []),
                 *(self.db_credentials.missing() if self.db_credentials is not None else []),
                 *self.persistence.degraded(),
+                *(self.consul.degraded() if self.consul is not None else []),
             ],
             "exchange_keys": keys,
+            "consul": self.consul.report() if self.consul is not None else None,
             "strategies": {
                 s.name: ("quarantined" if s.quarantined else "active") for s in self.strategies
             },

@@ -1,5 +1,11 @@
-"""``/health`` (for Nomad's check: 200 when the engine can trade, 503 with reasons when not) and
-``/metrics`` (Prometheus text) on a small aiohttp server."""
+"""``/health`` (Nomad's check) and ``/metrics`` (Prometheus text) on a small aiohttp server.
+
+``/health`` means "the process is alive and serving": 200 whenever it answers, with the full
+report (``can_trade`` and every reason it cannot) in the body. Whether the engine can trade is
+the Consul TTL check's business (runtime/consul.py), not Nomad's: a canary waiting for the
+account lock must pass Nomad's check or every deployment auto-reverts, and ``check_restart``
+must not restart a halted (kill-switched) engine or one whose venue went quiet, which a restart
+cannot fix. A blocked event loop does not answer, and that fails the check."""
 
 from __future__ import annotations
 
@@ -18,8 +24,7 @@ def health_app(engine: Engine) -> web.Application:
     registry = engine_registry(engine)
 
     async def health(request: web.Request) -> web.Response:
-        report = engine.health()
-        return web.json_response(report, status=200 if report["can_trade"] else 503)
+        return web.json_response(engine.health())
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(registry)

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
+from runtime.consul import CHECK_NAME, STATES
 from runtime.feeds.base import DropReason
 from runtime.instruments import split_symbol
 
@@ -59,6 +60,7 @@ class EngineCollector(Collector):
         yield from self._loop()
         yield from self._exchange_keys()
         yield from self._writer()
+        yield from self._consul()
 
     def _feeds(self) -> Iterator[Metric]:
         engine = self._engine
@@ -278,6 +280,20 @@ class EngineCollector(Collector):
                 rows.add_metric([table], count)
             spill.add_metric([], writer.spill.bytes)
         yield from (depth, rows, spill)
+
+    def _consul(self) -> Iterator[Metric]:
+        """The state of the "can trade" TTL check last sent to Consul (when Consul is on)."""
+        link = self._engine.consul
+        if link is None:
+            return
+        state = GaugeMetricFamily(
+            "arbfleet_consul_check_state",
+            "1 for the Consul check's current state",
+            labels=["check", "state"],
+        )
+        for name in STATES:
+            state.add_metric([CHECK_NAME, name], float(link.status == name))
+        yield state
 
 
 def engine_registry(engine: Engine) -> CollectorRegistry:

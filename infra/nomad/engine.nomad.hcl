@@ -138,6 +138,14 @@ variable "vault_role" {
   description = "Vault JWT auth role of the task. Empty: arbfleet-<job>, the deployment's own role, or the stack's generic nomad-workloads for a deployment without accounts."
 }
 
+# --- consul -----------------------------------------------------------------------------------
+
+variable "consul_address" {
+  type        = string
+  default     = "http://127.0.0.1:8500"
+  description = "Consul agent the engine registers its \"can trade\" TTL check with (service arbfleet-engine-ttl), takes its account locks from and watches the kill switch in (runtime/consul.py)."
+}
+
 locals {
   job_id     = "${replace(var.strategy, "_", "-")}-${var.deployment}"
   vault_role = var.vault_role != "" ? var.vault_role : (length(var.accounts) > 0 ? "arbfleet-${local.job_id}" : "nomad-workloads")
@@ -157,6 +165,9 @@ locals {
       ARBFLEET_HEALTH__PORT         = "${NOMAD_PORT_http}"
       ARBFLEET_SHUTDOWN__DEADLINE_S = format("%g", var.shutdown_deadline_s)
       ARBFLEET_REDIS__DEPLOYMENT    = local.job_id
+      # The account lock (one writer per account), the kill switch and the TTL check.
+      ARBFLEET_CONSUL__ENABLED = "true"
+      ARBFLEET_CONSUL__ADDRESS = var.consul_address
       # Kept across restarts of the allocation and moved with it (sticky ephemeral disk).
       ARBFLEET_JOURNAL__DIR = "${NOMAD_ALLOC_DIR}/data/journal"
     },
@@ -194,8 +205,9 @@ job "engine" {
     count = 1
 
     # The canary starts beside the running engine, which keeps trading; the engine's account
-    # lock keeps the canary from trading too, so /health must call a standby engine (up, feeds
-    # fresh, waiting for the lock) healthy. The canary is promoted once its check has passed
+    # lock keeps the canary from trading too, so /health means "alive and serving" and calls a
+    # standby engine (waiting for the lock) healthy; "can trade" is the engine's own Consul TTL
+    # check on arbfleet-engine-ttl (runtime/consul.py), which Nomad does not watch. The canary is promoted once its check has passed
     # for min_healthy_time, the old engine stops and releases the lock; a canary that never
     # gets healthy reverts the job to the last stable version.
     update {

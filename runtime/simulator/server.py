@@ -114,6 +114,9 @@ class ExchangeSimulator:
         self.on_order: Callable[[str, dict[str, Any], int], None] | None = None
         """Called with (venue, order response, receive time in ns) for every accepted order."""
         self.on_dislocation: Callable[[str, int], None] | None = None
+        self.stalled: set[str] = set()
+        """Venues whose feeds send nothing (connections stay open): a stalled feed, to test
+        staleness. Add or remove a venue at any time."""
         """Called with (kind, time in ns) once a dislocation's first frames are queued."""
         self._rng = self.model.rng
         self._subscribers: list[_Subscriber] = []
@@ -208,6 +211,8 @@ class ExchangeSimulator:
         self.stats.ticks += 1
         now_ms = int(time.time() * 1000)
         for market in MARKETS:
+            if market[0] in self.stalled:
+                continue
             frames = self._frames(market, now_ms)
             if frames:
                 self._publish(market, frames)

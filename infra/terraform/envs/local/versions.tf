@@ -1,0 +1,22 @@
+terraform {
+  required_version = ">= 1.8"
+
+  required_providers {
+    # Built into Terraform: encode_tfvars for the values runtime/deploy.py generates.
+    terraform = {
+      source = "terraform.io/builtin/terraform"
+    }
+    vault = {
+      source  = "hashicorp/vault"
+      version = "5.0.0"
+    }
+    consul = {
+      source  = "hashicorp/consul"
+      version = "2.21.0"
+    }
+    nomad = {
+      source  = "hashicorp/nomad"
+      version = "2.5.2"
+    }
+  }
+}

@@ -1,0 +1,34 @@
+variable "hcloud_token" {
+  description = "Hetzner Cloud API token of the production project."
+  type        = string
+  sensitive   = true
+}
+
+variable "admin_cidrs" {
+  description = "Operators' and CI's CIDR blocks: SSH and the servers' HTTPS APIs."
+  type        = list(string)
+}
+
+variable "tls" {
+  description = "PEM CA, server and client certificates and keys (see modules/cluster/README.md for the SANs)."
+  type = object({
+    ca_pem          = string
+    server_cert_pem = string
+    server_key_pem  = string
+    client_cert_pem = string
+    client_key_pem  = string
+  })
+  sensitive = true
+}
+
+variable "consul_gossip_key" {
+  description = "Output of `consul keygen`."
+  type        = string
+  sensitive   = true
+}
+
+variable "nomad_gossip_key" {
+  description = "Output of `nomad operator gossip keyring generate`."
+  type        = string
+  sensitive   = true
+}

@@ -1,0 +1,10 @@
+terraform {
+  required_version = ">= 1.7"
+
+  required_providers {
+    hcloud = {
+      source  = "hetznercloud/hcloud"
+      version = "1.57.0"
+    }
+  }
+}

@@ -1,0 +1,31 @@
+# Three servers, two data clients with volumes, and exchange-facing clients in their own Nomad
+# datacenter. PEM files and gossip keys are made outside Terraform (see the module README).
+provider "hcloud" {
+  token = var.hcloud_token
+}
+
+module "cluster" {
+  source = "../.."
+
+  name              = "arbfleet-example"
+  ssh_allowed_cidrs = var.admin_cidrs
+  api_allowed_cidrs = var.admin_cidrs
+
+  servers = { count = 3 }
+  client_groups = {
+    data     = { count = 2, datacenter = "fsn1", volume_size = 50 }
+    exchange = { count = 2, location = "hel1", datacenter = "hel1", server_type = "cpx21" }
+  }
+
+  tls = {
+    ca_pem          = file("${var.tls_dir}/ca.pem")
+    server_cert_pem = file("${var.tls_dir}/server.pem")
+    server_key_pem  = file("${var.tls_dir}/server-key.pem")
+    client_cert_pem = file("${var.tls_dir}/client.pem")
+    client_key_pem  = file("${var.tls_dir}/client-key.pem")
+  }
+  consul_gossip_key = var.consul_gossip_key
+  nomad_gossip_key  = var.nomad_gossip_key
+
+  volume_delete_protection = false # an example: easy to tear down
+}

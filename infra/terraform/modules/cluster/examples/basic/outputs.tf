@@ -1,0 +1,4 @@
+output "nodes" {
+  description = "Nodes of the example cluster."
+  value       = module.cluster.nodes
+}

@@ -1,0 +1,11 @@
+terraform {
+  # mock_provider and expect_failures in `terraform test` need 1.7+.
+  required_version = ">= 1.7"
+
+  required_providers {
+    hcloud = {
+      source  = "hetznercloud/hcloud"
+      version = ">= 1.57.0, < 2.0.0"
+    }
+  }
+}

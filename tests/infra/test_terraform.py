@@ -1,0 +1,242 @@
+"""infra/terraform/ with the pinned Terraform and the offline provider mirror: formatting,
+validation of every directory whose providers this machine has, the modules' ``terraform test``
+files (the cluster module's with a mocked Hetzner provider), the production deployments against
+secrets/vault.toml, and the cloud-init bootstrap applied to a scratch root with the toolchain's
+agent binaries.
+
+Terraform writes .terraform/ and lock files where it runs, so everything runs in a copy of
+infra/terraform and infra/nomad (sources and test fixtures are relative paths, so the copy works
+as the original).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime import vault
+from runtime.devstack import toolchain
+from tests.infra import cloud_init_root as cir
+
+TF_ROOT = cir.REPO / "infra" / "terraform"
+# The providers this machine has (docs/toolchain.md): Terraform's built-in one, and in the
+# offline mirror only Hetzner's, which builds from Go modules; nomad, consul and vault are
+# download-only.
+OFFLINE_PROVIDERS = {"hetznercloud/hcloud", "terraform.io/builtin/terraform"}
+# Directories with a versions.tf that cannot be validated here, because they need a provider
+# the mirror lacks. Written out so the list cannot grow unnoticed; CI with internet validates them.
+NOT_VALIDATED = {
+    "envs/local",
+    "envs/production/platform",
+    "modules/platform",
+    "modules/platform/examples/basic",
+}
+# Stand-in ids for the users cloud-init creates (this machine has no consul or vault user).
+IDS = {"root": 0, "consul": 60001, "vault": 60002}
+
+VERSIONS_DIRS = sorted(
+    str(p.parent.relative_to(TF_ROOT))
+    for p in TF_ROOT.rglob("versions.tf")
+    if ".terraform" not in p.parts
+)
+
+
+def providers(directory: str) -> set[str]:
+    text = (TF_ROOT / directory / "versions.tf").read_text()
+    return set(re.findall(r'source\s*=\s*"([^"]+)"', text))
+
+
+VALIDATED = [d for d in VERSIONS_DIRS if providers(d) <= OFFLINE_PROVIDERS]
+TESTED = sorted(
+    str(p.parent.parent.relative_to(TF_ROOT)) for p in TF_ROOT.glob("**/tests/*.tftest.hcl")
+)
+
+
+def terraform(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["terraform", *args],
+        cwd=cwd,
+        env=toolchain.tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if check:
+        assert proc.returncode == 0, f"terraform {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tf_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    infra = tmp_path_factory.mktemp("infra") / "infra"
+    ignore = shutil.ignore_patterns(".terraform", "*.tfstate*")
+    shutil.copytree(TF_ROOT, infra / "terraform", ignore=ignore)
+    shutil.copytree(TF_ROOT.parent / "nomad", infra / "nomad")
+    return infra / "terraform"
+
+
+def test_formatted() -> None:
+    proc = terraform(TF_ROOT, "fmt", "-check", "-recursive", "-diff", "-no-color", check=False)
+    assert proc.returncode == 0, f"not `terraform fmt`-formatted:\n{proc.stdout}"
+
+
+def test_directories_not_validated_are_exactly_those_needing_unavailable_providers() -> None:
+    skipped = {d for d in VERSIONS_DIRS if d not in VALIDATED}
+    assert skipped == NOT_VALIDATED
+    for directory in skipped:
+        assert providers(directory) - OFFLINE_PROVIDERS, f"{directory} could be validated here"
+
+
+def test_discovery_finds_the_offline_directories() -> None:
+    # Guards the globs themselves: one that found nothing would validate or test nothing.
+    assert {
+        "envs/production/cluster",
+        "modules/cluster",
+        "modules/cluster/examples/basic",
+        "modules/cluster/modules/cloud-init",
+        "modules/platform/modules/nomad-job-vars",
+        "modules/platform/modules/vault-policies",
+    } <= set(VALIDATED)
+    assert TESTED == ["modules/cluster", "modules/platform/modules/nomad-job-vars"]
+
+
+@pytest.mark.parametrize("directory", VALIDATED)
+def test_validate(tf_copy: Path, directory: str) -> None:
+    workdir = tf_copy / directory
+    terraform(workdir, "init", "-input=false", "-backend=false", "-no-color")
+    proc = terraform(workdir, "validate", "-no-color")
+    assert "The configuration is valid." in proc.stdout
+
+
+@pytest.mark.parametrize("directory", TESTED)
+def test_terraform_test(tf_copy: Path, directory: str) -> None:
+    module = tf_copy / directory
+    runs = sum(
+        len(re.findall(r'^run "', p.read_text(), re.M)) for p in module.glob("tests/*.tftest.hcl")
+    )
+    terraform(module, "init", "-input=false", "-backend=false", "-no-color")
+    proc = terraform(module, "test", "-no-color", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Every run block ran and passed (none skipped after an earlier failure).
+    assert runs > 0
+    assert f"Success! {runs} passed, 0 failed." in proc.stdout
+
+
+def test_production_deployments_match_vault_toml() -> None:
+    """envs/production/platform gives each deployment a JWT role and policy; vault.toml is what
+    `arbfleet secrets apply` and tests/infra hold to be the deployments."""
+    layout = tomllib.loads((cir.REPO / "secrets" / "vault.toml").read_text())
+    tfvars = TF_ROOT / "envs" / "production" / "platform" / "deployments.auto.tfvars.json"
+    assert json.loads(tfvars.read_text())["deployments"] == layout["deployments"]
+
+
+def test_vault_policies_match_arbfleet_secrets_apply(tmp_path: Path) -> None:
+    """The platform module and `arbfleet secrets apply` render secrets/policies alike: the same
+    policy names and texts, character for character (a placeholder only one side fills, or a
+    different account order, fails here)."""
+    layout = vault.Layout.load()
+    extra = {"tri-eth": {"okx": "arb", "binance": "sub-1", "kraken": "main"}}
+    layout = replace(layout, deployments={**layout.deployments, **extra})
+    deployments = {d: {"accounts": dict(a)} for d, a in layout.deployments.items()}
+    (tmp_path / "main.tf").write_text(
+        'module "policies" {\n'
+        f'  source      = "{TF_ROOT / "modules/platform/modules/vault-policies"}"\n'
+        f'  secrets_dir = "{cir.REPO / "secrets"}"\n'
+        f"  kv_mount    = {json.dumps(layout.kv_mount)}\n"
+        f"  db_mount    = {json.dumps(layout.db_mount)}\n"
+        f"  db_role     = {json.dumps(layout.db_role)}\n"
+        f"  deployments = {json.dumps(deployments)}\n"
+        "}\n"
+        'output "policies" {\n  value = module.policies.policies\n}\n'
+    )
+    cir.terraform(tmp_path, "init", "-input=false")
+    cir.terraform(tmp_path, "apply", "-input=false", "-auto-approve")
+    rendered = json.loads(cir.terraform(tmp_path, "output", "-json"))["policies"]["value"]
+    expected = {
+        layout.deployment_policy_name(d): vault.deployment_policy(layout, d) for d in deployments
+    }
+    expected[layout.rotation_policy_name] = vault.rotation_policy(layout)
+    assert rendered == expected
+
+
+# --- cloud-init bootstrap ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    return cir.render(tmp_path_factory.mktemp("cloud-init"))
+
+
+@pytest.mark.parametrize("kind", sorted(cir.KINDS))
+def test_bootstrap_produces_expected_files(
+    rendered: dict[str, dict[str, Any]], kind: str, tmp_path: Path
+) -> None:
+    bootstrap = rendered[kind]
+    expected = cir.expected()[kind]
+    root = tmp_path / "root"
+    cir.apply(bootstrap, root, IDS)
+    cir.install_agents(bootstrap, root)
+    try:
+        found = cir.tree(root, IDS)
+    finally:
+        shutil.rmtree(root)  # the agent binaries are large
+    assert bootstrap["users"] == expected["users"]
+    assert {p: found.get(p) for p in expected["paths"]} == expected["paths"]
+    # Anything else is a parent directory cloud-init made on the way: root's and 0755.
+    extra = {p: v for p, v in found.items() if p not in expected["paths"]}
+    assert all(
+        v == {"owner": "root", "group": "root", "mode": "0755", "type": "directory"}
+        for v in extra.values()
+    ), extra
+
+
+@pytest.mark.parametrize("kind", sorted(cir.KINDS))
+def test_runcmd_sets_up_the_directories_applied(
+    rendered: dict[str, dict[str, Any]], kind: str
+) -> None:
+    bootstrap = rendered[kind]
+    installs = [c for c in bootstrap["runcmd"] if c.startswith("install -d ")]
+    assert installs == [
+        f"install -d -o {d['owner']} -g {d['group']} -m {d['mode']} {d['path']}"
+        for d in bootstrap["directories"]
+    ]
+    assert bootstrap["runcmd"][-1].startswith("systemctl enable --now consul ")
+
+
+@pytest.mark.parametrize("kind", sorted(cir.KINDS))
+def test_agent_configs_pass_the_agents_validation(
+    rendered: dict[str, dict[str, Any]], kind: str, tmp_path: Path
+) -> None:
+    """The pinned consul and nomad parse the rendered configs (a misspelt key or a wrong type in
+    a template fails here, not at first boot); absolute paths are moved under the scratch root."""
+    root = tmp_path / "root"
+    cir.apply(rendered[kind], root, IDS)
+    for agent in ("consul", "nomad"):
+        config = root / f"etc/{agent}.d/{agent}.hcl"
+        config.write_text(
+            config.read_text().replace('"/etc/', f'"{root}/etc/').replace('"/opt/', f'"{root}/opt/')
+        )
+    env = toolchain.tool_env()
+    for argv in (["consul", "validate"], ["nomad", "config", "validate"]):
+        config_dir = root / f"etc/{argv[0]}.d"
+        proc = subprocess.run(
+            [*argv, str(config_dir)], env=env, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Configuration is valid!" in proc.stdout
+
+
+def test_secrets_are_not_world_readable(rendered: dict[str, dict[str, Any]]) -> None:
+    for bootstrap in rendered.values():
+        for f in bootstrap["files"]:
+            if f["path"].endswith("-key.pem") or f["path"].endswith(".hcl"):
+                assert int(f["mode"], 8) & 0o007 == 0, f["path"]
