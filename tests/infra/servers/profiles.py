@@ -106,6 +106,7 @@ def local() -> Profile:
     nomad_server = Agent("nomad", me, tuple((host, port) for port in ports.nomad))
     nomad_client = Agent("nomad", me, ((host, ports.nomad[0]),))
 
+    # nomad.hcl and redis/ are created under the default umask (022); the rest with explicit modes.
     def mine(path: Path, mode: int, directory: bool = False) -> Entry:
         return Entry(str(path), me, my_group, mode, directory)
 
