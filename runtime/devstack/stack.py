@@ -155,12 +155,25 @@ class Service:
         return state_dir() / "log" / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        """The pid from the pid file if that process is still alive, else None."""
+        """The pid from the pid file if that process is still alive and still ours, else None.
+
+        A pid file can outlive its process (a reboot, a killed session) and the pid be reused by
+        an unrelated process: only a process running this service's executable counts.
+        """
         try:
             pid = int(self.pid_file.read_text())
         except (OSError, ValueError):
             return None
-        return pid if pid_alive(pid) else None
+        return pid if pid_alive(pid) and self._runs_executable(pid) else None
+
+    def _runs_executable(self, pid: int) -> bool:
+        try:
+            # split on spaces too: redis-server rewrites its argv into one "name address" title
+            words = Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ")
+        except OSError:
+            return False
+        executable = Path(self.argv()[0]).name
+        return any(Path(word).name == executable for word in words.split())
 
 
 Say = Callable[[str], None]

@@ -156,3 +156,25 @@ def test_ports_shift_together() -> None:
     assert shifted.nomad == (5646, 5647, 5648)
     assert shifted.consul["http"] == 9500
     assert shifted.postgres == 16432
+
+
+def test_a_stale_pid_file_naming_another_process_is_not_ours(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # After a reboot the pid in a pid file may belong to anything: here, the test itself.
+    monkeypatch.setenv("ARBFLEET_STACK_DIR", str(tmp_path))
+    service = stack.Service("redis", (), lambda: ["redis-server"], lambda: True)
+    service.pid_file.parent.mkdir(parents=True)
+    service.pid_file.write_text(str(os.getpid()))
+    assert service.pid() is None
+
+
+def test_a_pid_file_naming_the_service_executable_is_ours(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ARBFLEET_STACK_DIR", str(tmp_path))
+    executable = Path(Path("/proc/self/cmdline").read_bytes().split(b"\0")[0].decode()).name
+    service = stack.Service("python", (), lambda: [executable], lambda: True)
+    service.pid_file.parent.mkdir(parents=True)
+    service.pid_file.write_text(str(os.getpid()))
+    assert service.pid() == os.getpid()
