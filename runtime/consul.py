@@ -488,8 +488,8 @@ class ConsulLink:
         interval = self.settings.check_ttl_s * self.settings.refresh_fraction
         registered = False
         while True:
-            self.status, self.output = self.check_status()
             try:
+                self.status, self.output = self.check_status()
                 if not registered:
                     await self._register()
                     registered = True
@@ -499,6 +499,10 @@ class ConsulLink:
                 registered = exc.status != 404  # the check is gone (deregistered): register again
                 self.problem = str(exc)
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self.problem = repr(exc)
+            except Exception as exc:
+                # Not refreshing lets the TTL lapse to critical: the safe side for "can trade".
+                logger.opt(exception=exc).error("consul check report failed")
                 self.problem = repr(exc)
             self._poke.clear()
             with contextlib.suppress(TimeoutError):
@@ -582,7 +586,10 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("CONSUL_HTTP_ADDR", DEFAULT_ADDRESS),
         help="Consul address (default: $CONSUL_HTTP_ADDR, else the local agent)",
     )
-    parser.add_argument("--key", default="arbfleet/kill-switch", help="the kill switch's KV key")
+    from runtime.config import ConsulConfig  # the engines' own default: one key, one place
+
+    default_key = ConsulConfig.model_fields["kill_switch_key"].default
+    parser.add_argument("--key", default=default_key, help="the kill switch's KV key")
 
 
 def add_halt(subparsers: Any) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -98,7 +98,7 @@ def apply_database(client: hvac.Client, layout: Layout, admin_dsn: str, password
 class DbLease:
     lease_id: str
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a repr, a traceback or a health report
     ttl_s: float
     """The TTL granted when obtained (the renewal increment asked for)."""
     expires_at: float
@@ -149,7 +149,10 @@ class DatabaseCredentials:
         while True:
             try:
                 await self.step()
-            except VaultUnavailableError as exc:
+            except Exception as exc:
+                if not isinstance(exc, VaultUnavailableError):
+                    logger.opt(exception=exc).error("database credentials: unexpected error")
+                    exc = VaultUnavailableError(f"unexpected {type(exc).__name__}", reason="error")
                 if self.problem is None or self.problem.reason != exc.reason:
                     logger.bind(reason=exc.reason).warning(
                         f"database credentials: keeping current: {exc}"

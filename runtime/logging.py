@@ -17,7 +17,9 @@ from loguru import logger
 
 REDACTED = "***"
 _MIN_SECRET_LEN = 4  # shorter values would scrub ordinary words out of every line
-_secrets: set[str] = set()
+# Replaced whole under the lock, never mutated: readers (the log sink, on any thread) iterate
+# one snapshot without locking and can never see it change size mid-iteration.
+_secrets: frozenset[str] = frozenset()
 _secrets_lock = threading.Lock()
 
 __all__ = ["REDACTED", "BoundedLog", "configure", "logger", "redact", "register_secret"]
@@ -25,9 +27,10 @@ __all__ = ["REDACTED", "BoundedLog", "configure", "logger", "redact", "register_
 
 def register_secret(value: str) -> None:
     """Never let ``value`` reach a log line from now on."""
+    global _secrets
     if len(value) >= _MIN_SECRET_LEN:
         with _secrets_lock:
-            _secrets.add(value)
+            _secrets = _secrets | {value}
 
 
 def redact(text: str) -> str:

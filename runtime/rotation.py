@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,9 +162,13 @@ class ConsulEngines:
 
     async def health_urls(self) -> list[str]:
         url = f"{self.consul_url.rstrip('/')}/v1/catalog/service/{self.service}"
+        # With ACLs on, an anonymous catalog read is an empty list, not an error: without the
+        # token, rotation would see no engine and revoke a key still in use.
+        token = os.environ.get("CONSUL_HTTP_TOKEN")
+        headers = {"X-Consul-Token": token} if token else {}
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
-            http.get(url) as response,
+            http.get(url, headers=headers) as response,
         ):
             response.raise_for_status()
             instances = await response.json()

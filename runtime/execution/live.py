@@ -349,6 +349,16 @@ class LiveExecutor:
             )
             self._on_result(result)
             return
+        except Exception as exc:
+            # Outcome unknown (the venue may have the order): report it so the risk guard and
+            # the journal move on; reconciliation asks the venue by client order id on restart.
+            logger.opt(exception=exc).error(
+                "order {} ended in an unexpected error", intent.client_order_id
+            )
+            self._on_result(
+                OrderResult(intent, OrderStatus.REJECTED, 0.0, 0.0, repr(exc), code="error")
+            )
+            return
         self._report(intent, order)
 
     async def _place(self, client: VenueClient, intent: OrderIntent, price: float) -> VenueOrder:
