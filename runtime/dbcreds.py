@@ -33,7 +33,8 @@ import hvac
 
 from runtime.errors import PersistenceError, VaultUnavailableError
 from runtime.logging import logger, register_secret
-from runtime.vault import SECRETS_DIR, Backoff, Layout, VaultSession
+from runtime.retry import Backoff
+from runtime.vault import SECRETS_DIR, Layout, VaultSession, vault_backoff
 
 VAULT_USER: Final = "arbfleet_vault"
 OnNewCredentials = Callable[[str], Awaitable[None]]
@@ -138,7 +139,7 @@ class DatabaseCredentials:
         self._dsn = dsn
         self._on_new = on_new
         self._renew_fraction = renew_fraction
-        self._backoff = backoff if backoff is not None else Backoff()
+        self._backoff = backoff if backoff is not None else vault_backoff()
 
     @property
     def secret_path(self) -> str:

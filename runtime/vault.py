@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
-import random
 import string
 import time
 import tomllib
@@ -38,6 +37,7 @@ import hvac.exceptions
 from runtime.errors import AuthenticationError, CasConflictError, VaultUnavailableError
 from runtime.execution.live import Credentials
 from runtime.logging import logger, register_secret
+from runtime.retry import Backoff
 
 SECRETS_DIR: Final = Path(__file__).resolve().parents[1] / "secrets"
 ROTATION_POLICY: Final = "key-rotation"
@@ -385,21 +385,10 @@ class ExchangeKeys:
 # --- the engine's key provider -------------------------------------------------------------------
 
 
-@dataclass
-class Backoff:
-    """Capped exponential backoff with jitter, so a fleet does not retry Vault in lockstep."""
-
-    first_s: float = 0.5
-    max_s: float = 30.0
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.max_s, self.first_s * 2.0**self.attempt)
-        self.attempt += 1
-        return delay * random.uniform(0.5, 1.0)
-
-    def reset(self) -> None:
-        self.attempt = 0
+def vault_backoff() -> Backoff:
+    """Vault retries: 0.5 s doubling to 30 s, never under half the step, so a fleet does not
+    retry Vault in lockstep and never hammers it either."""
+    return Backoff(base_s=0.5, cap_s=30.0, min_fraction=0.5)
 
 
 class VenueKeys:
@@ -439,7 +428,7 @@ class KeyProvider:
         self._poll_interval_s = poll_interval_s
         self._token_check_s = token_check_s
         self._next_token_check = 0.0
-        self._backoff = backoff if backoff is not None else Backoff()
+        self._backoff = backoff if backoff is not None else vault_backoff()
         self._wake = asyncio.Event()
 
     def source(self, venue: str) -> VenueKeys:

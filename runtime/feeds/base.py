@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -20,6 +19,7 @@ from loguru import logger
 
 from runtime.events import MarketEvent
 from runtime.logging import BoundedLog
+from runtime.retry import Backoff
 
 _EXCERPT_CHARS = 160
 
@@ -97,30 +97,6 @@ class Parser(Protocol):
 
 FrameHandler = Callable[[bytes, int], None]
 """Takes one frame's bytes and the ``time.time_ns()`` it arrived at."""
-
-
-class Backoff:
-    """Exponential backoff with full jitter: each delay is uniform in [0, min(cap, base * 2**n)].
-
-    Full jitter spreads the reconnects of many engines after a venue outage instead of having
-    them all knock at the same instants.
-    """
-
-    def __init__(
-        self, base_s: float = 0.25, cap_s: float = 30.0, rng: random.Random | None = None
-    ) -> None:
-        self._base_s = base_s
-        self._cap_s = cap_s
-        self._rng = rng if rng is not None else random.Random()
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self._cap_s, self._base_s * 2**self.attempt)
-        self.attempt += 1
-        return self._rng.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class WebsocketFeed:

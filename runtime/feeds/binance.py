@@ -24,7 +24,8 @@ from loguru import logger
 
 from runtime.errors import FeedError
 from runtime.events import BUY, SELL, BookTicker, DepthUpdate, Level, MarketEvent, Side, Trade
-from runtime.feeds.base import DECODE_ERRORS, Backoff, DropCounter, DropReason, RestLimiter
+from runtime.feeds.base import DECODE_ERRORS, DropCounter, DropReason, RestLimiter
+from runtime.retry import Backoff
 
 VENUE: Final = "binance"
 _INF: Final = math.inf

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from runtime.feeds import base
-from runtime.feeds.base import Backoff
+from runtime.retry import Backoff
 
 
 def test_backoff_ceilings_double_up_to_the_cap_and_delays_stay_under_them() -> None:

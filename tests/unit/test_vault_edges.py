@@ -14,7 +14,8 @@ import pytest
 
 from runtime.dbcreds import with_user
 from runtime.errors import CasConflictError, VaultUnavailableError
-from runtime.vault import Backoff, ExchangeKeys, Layout, VaultSession, deployment_policy, parse_time
+from runtime.retry import Backoff
+from runtime.vault import ExchangeKeys, Layout, VaultSession, deployment_policy, parse_time
 
 
 class Canned:
@@ -141,7 +142,7 @@ def test_a_deployment_policy_names_only_its_own_accounts() -> None:
 
 
 def test_backoff_grows_to_its_cap_and_resets() -> None:
-    backoff = Backoff(first_s=1.0, max_s=8.0)
+    backoff = Backoff(base_s=1.0, cap_s=8.0, min_fraction=0.5)  # as vault_backoff()
     delays = [backoff.next_delay() for _ in range(6)]
     assert all(0.5 * min(8.0, 2.0**n) <= d <= min(8.0, 2.0**n) for n, d in enumerate(delays))
     backoff.reset()
