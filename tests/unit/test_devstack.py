@@ -77,6 +77,13 @@ def test_manifest_pins_every_tool_and_provider() -> None:
     assert all(t.version.count(".") == 2 for t in manifest.tools)
 
 
+def test_terraform_and_checkov_come_from_pypi_and_are_required() -> None:
+    manifest = toolchain.load_manifest()
+    assert {t.name for t in manifest.pypi_tools} == {"terraform", "checkov"}
+    assert all("==" in t.requirement for t in manifest.pypi_tools)  # exact pins only
+    assert {"terraform", "checkov"} <= set(toolchain.required(manifest))
+
+
 def test_every_go_built_tool_is_locked_in_the_repository() -> None:
     for tool in toolchain.load_manifest().tools:
         assert tool.source is not None

@@ -268,6 +268,7 @@ def production_cluster() -> Stack:
         variables={
             "hcloud_token": {"type": "string", "sensitive": True},
             "admin_cidrs": {"type": "list(string)"},
+            "ssh_keys": {"type": "list(string)"},
             "tls": {"type": TLS_TYPE, "sensitive": True},
             "consul_gossip_key": {"type": "string", "sensitive": True},
             "nomad_gossip_key": {"type": "string", "sensitive": True},
@@ -279,6 +280,7 @@ def production_cluster() -> Stack:
                     "name": "arbfleet-prod",
                     "ssh_allowed_cidrs": "${var.admin_cidrs}",
                     "api_allowed_cidrs": "${var.admin_cidrs}",
+                    "ssh_keys": "${var.ssh_keys}",
                     "servers": {"count": 3, "location": "fsn1", "datacenter": "fsn1"},
                     "client_groups": {
                         "data": {

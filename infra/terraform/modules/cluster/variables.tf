@@ -56,6 +56,11 @@ variable "ssh_allowed_cidrs" {
     condition     = alltrue([for c in var.ssh_allowed_cidrs : can(cidrhost(c, 0))])
     error_message = "ssh_allowed_cidrs must contain CIDR blocks only (e.g. 203.0.113.0/24)."
   }
+
+  validation {
+    condition     = alltrue([for c in var.ssh_allowed_cidrs : !endswith(c, "/0")])
+    error_message = "ssh_allowed_cidrs must not contain 0.0.0.0/0 or ::/0: SSH are for the admin CIDRs, never the whole internet."
+  }
 }
 
 variable "api_allowed_cidrs" {
@@ -67,12 +72,21 @@ variable "api_allowed_cidrs" {
     condition     = alltrue([for c in var.api_allowed_cidrs : can(cidrhost(c, 0))])
     error_message = "api_allowed_cidrs must contain CIDR blocks only (e.g. 203.0.113.0/24)."
   }
+
+  validation {
+    condition     = alltrue([for c in var.api_allowed_cidrs : !endswith(c, "/0")])
+    error_message = "api_allowed_cidrs must not contain 0.0.0.0/0 or ::/0: the APIs are for the admin CIDRs, never the whole internet."
+  }
 }
 
 variable "ssh_keys" {
-  description = "Names or IDs of Hetzner SSH keys installed on every node."
+  description = "Names or IDs of Hetzner SSH keys installed on every node (at least one: without, Hetzner mails each node's root password)."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.ssh_keys) > 0
+    error_message = "ssh_keys must name at least one Hetzner SSH key."
+  }
 }
 
 variable "image" {

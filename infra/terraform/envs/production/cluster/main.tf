@@ -12,6 +12,7 @@ module "cluster" {
   name              = "arbfleet-prod"
   ssh_allowed_cidrs = var.admin_cidrs
   api_allowed_cidrs = var.admin_cidrs
+  ssh_keys          = var.ssh_keys
 
   servers = { count = 3, location = "fsn1", datacenter = "fsn1" }
   client_groups = {

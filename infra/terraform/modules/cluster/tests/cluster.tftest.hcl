@@ -22,6 +22,7 @@ variables {
   name              = "arbtest"
   ssh_allowed_cidrs = ["203.0.113.0/24"]
   api_allowed_cidrs = ["198.51.100.7/32"]
+  ssh_keys          = ["ops"]
   servers           = { count = 3 }
   client_groups = {
     data     = { count = 2, datacenter = "fsn1", volume_size = 20 }
@@ -207,6 +208,30 @@ run "cidr_typo_rejected" {
     ssh_allowed_cidrs = ["203.0.113.0/33"]
   }
   expect_failures = [var.ssh_allowed_cidrs]
+}
+
+run "ssh_from_anywhere_rejected" {
+  command = plan
+  variables {
+    ssh_allowed_cidrs = ["203.0.113.0/24", "::/0"]
+  }
+  expect_failures = [var.ssh_allowed_cidrs]
+}
+
+run "apis_from_anywhere_rejected" {
+  command = plan
+  variables {
+    api_allowed_cidrs = ["0.0.0.0/0"]
+  }
+  expect_failures = [var.api_allowed_cidrs]
+}
+
+run "no_ssh_keys_rejected" {
+  command = plan
+  variables {
+    ssh_keys = []
+  }
+  expect_failures = [var.ssh_keys]
 }
 
 run "subnet_typo_rejected" {

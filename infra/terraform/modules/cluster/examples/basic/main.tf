@@ -5,11 +5,13 @@ provider "hcloud" {
 }
 
 module "cluster" {
+  #checkov:skip=CKV_ARBFLEET_3:an example, torn down after trying it (volume_delete_protection = false below)
   source = "../.."
 
   name              = "arbfleet-example"
   ssh_allowed_cidrs = var.admin_cidrs
   api_allowed_cidrs = var.admin_cidrs
+  ssh_keys          = var.ssh_keys
 
   servers = { count = 3 }
   client_groups = {

@@ -9,6 +9,16 @@ variable "admin_cidrs" {
   type        = list(string)
 }
 
+variable "ssh_keys" {
+  description = "Names or IDs of the Hetzner SSH keys of the operators, installed on every node (without one, Hetzner mails a root password)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.ssh_keys) > 0
+    error_message = "ssh_keys must name at least one Hetzner SSH key."
+  }
+}
+
 variable "tls_dir" {
   description = "Directory holding ca.pem, server.pem, server-key.pem, client.pem, client-key.pem."
   type        = string
