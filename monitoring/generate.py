@@ -47,9 +47,13 @@ def load_settings(path: Path = THRESHOLDS) -> dict[str, Any]:
 
 
 def selectors(settings: dict[str, Any]) -> dict[str, str]:
-    """`job="..."` plus the extra matchers of each job: what `${engine}` etc. expand to."""
-    out = {}
-    for name, job in settings["jobs"].items():
+    """`job="..."` plus the extra matchers of each job: what `${engine}` etc. expand to.
+
+    A selector not named after a job (`can_trade`) is a matcher of its own, used as is.
+    """
+    jobs = settings["jobs"]
+    out = {name: m for name, m in settings["selectors"].items() if name not in jobs}
+    for name, job in jobs.items():
         extra = settings["selectors"].get(name)
         out[name] = f'job="{job}"' + (f", {extra}" if extra else "")
     return out
@@ -133,6 +137,9 @@ class Alert:
     cases: Callable[[dict[str, Any]], list[Case]] | None = None
 
 
+STATES = ("passing", "warning", "critical")  # arbfleet_consul_check_state's `state` values
+
+
 def engine_labels(job: str, **more: str) -> Labels:
     return {
         "job": job,
@@ -190,6 +197,63 @@ def _quarantine_cases(p: dict[str, Any]) -> list[Case]:
         gauge("arbfleet_strategy_quarantined", good, 0),
     ]
     return [Case(series, [Firing(bad | {"severity": p["severity"]})])]
+
+
+def _check_state(job: str, state: str, check: str, **more: str) -> list[Series]:
+    """The engine's Consul check as `prometheus_client` exports an Enum: 1 for `state`."""
+    labels = engine_labels(job, **more)
+    return [
+        gauge(
+            "arbfleet_consul_check_state",
+            labels | {"check": check, "state": s},
+            float(s == state),
+        )
+        for s in STATES
+    ]
+
+
+def _can_trade_cases(p: dict[str, Any]) -> list[Case]:
+    """Deployments (one allocation each unless named `canary`) in every state that matters.
+
+    `want` is the state of the deployment's best allocation that raises the alert; the other
+    deployments must stay silent: the other states, a canary waiting for the account lock beside
+    an engine that trades, and (for critical) an engine halted by the kill switch.
+    """
+    job, want = p["jobs"]["engine"], p["state"]
+    check = re.fullmatch(r'check="([^"]+)"', p["can_trade"])
+    assert check, f'selectors.can_trade: expected check="...", got {p["can_trade"]!r}'
+
+    def engine(deployment: str, state: str, instance: str = "10.0.1.7:20135") -> list[Series]:
+        return _check_state(job, state, check[1], deployment=deployment, instance=instance)
+
+    series = []
+    for state in STATES:
+        series += engine(state, state)
+    for state in ("passing", "warning"):  # the engine trading, its canary waiting for the lock
+        series += engine(f"canary-beside-{state}", state)
+        series += engine(f"canary-beside-{state}", "critical", instance="10.0.1.9:24410")
+    halted = engine_labels(job, deployment="halted")
+    series += [*engine("halted", "critical"), gauge("arbfleet_kill_switch", halted, 1)]
+    series += [gauge("arbfleet_kill_switch", engine_labels(job, deployment=s), 0) for s in STATES]
+    # A check other than the can-trade one does not count.
+    series += _check_state(job, want, "other-check", deployment="other-check")
+    firing = [want] + (["canary-beside-warning"] if want == "warning" else [])
+    keep = ("deployment", "strategy", "mode")
+    labels = [{k: engine_labels(job, deployment=d)[k] for k in keep} for d in firing]
+    return [Case(series, [Firing(f | {"severity": p["severity"]}) for f in labels])]
+
+
+def _kill_switch_cases(p: dict[str, Any]) -> list[Case]:
+    job = p["jobs"]["engine"]
+    series = [
+        gauge("arbfleet_kill_switch", engine_labels(job, deployment="a"), 1),
+        gauge("arbfleet_kill_switch", engine_labels(job, deployment="b", mode="paper"), 1),
+        gauge("arbfleet_kill_switch", engine_labels(job, deployment="c"), 0),
+        # Another job's series of the same name is not an engine's.
+        gauge("arbfleet_kill_switch", engine_labels("not-the-engine", deployment="d"), 1),
+    ]
+    # One alert for the cluster: the switch is one Consul key; the value counts halted engines.
+    return [Case(series, [Firing({"severity": p["severity"]}, 2)])]
 
 
 def _disk(job: str) -> Callable[[float, str], list[Series]]:
@@ -293,6 +357,55 @@ def alert_specs(settings: dict[str, Any]) -> list[Alert]:
             cases=_quarantine_cases,
         ),
         Alert(
+            "ArbfleetEngineCannotTrade",
+            "engine",
+            summary="Engine deployment {{ $labels.deployment }} cannot trade",
+            description=(
+                "No allocation of {{ $labels.deployment }} (strategy {{ $labels.strategy }}, "
+                "{{ $labels.mode }}) has been able to trade for ${for}: its Consul "
+                '"can trade" check is critical (a stale feed, loop lag, no account lock, missing '
+                "exchange keys, every strategy quarantined, the writer's spill over its bound; "
+                "the engine's /health names it). A halt by the kill switch is left to "
+                "ArbfleetKillSwitchEngaged."
+            ),
+            expr=(
+                "(\n"
+                "  min by (deployment, strategy, mode)\n"
+                '    (arbfleet_consul_check_state{${engine}, ${can_trade}, state="critical"})\n'
+                "  == 1\n"
+                ")\n"
+                "unless on (deployment)\n"
+                "(max by (deployment) (arbfleet_kill_switch{${engine}}) > 0)"
+            ),
+            cases=lambda p: _can_trade_cases(p | {"state": "critical"}),
+        ),
+        Alert(
+            "ArbfleetEngineDegraded",
+            "engine",
+            summary="Engine deployment {{ $labels.deployment }} trades degraded",
+            description=(
+                "The best allocation of {{ $labels.deployment }} (strategy "
+                '{{ $labels.strategy }}, {{ $labels.mode }}) has reported its Consul "can trade" '
+                "check as warning for ${for}: it trades, but a store is unreachable and "
+                "buffering, Vault credentials or exchange keys are not refreshed, or Consul is "
+                "unreachable. The engine's /health names the reason."
+            ),
+            expr=(
+                "(\n"
+                "  max by (deployment, strategy, mode)\n"
+                '    (arbfleet_consul_check_state{${engine}, ${can_trade}, state="warning"})\n'
+                "  == 1\n"
+                ")\n"
+                "unless on (deployment)\n"
+                "(\n"
+                "  max by (deployment)\n"
+                '    (arbfleet_consul_check_state{${engine}, ${can_trade}, state="passing"})\n'
+                "  == 1\n"
+                ")"
+            ),
+            cases=lambda p: _can_trade_cases(p | {"state": "warning"}),
+        ),
+        Alert(
             "ArbfleetFeedStale",
             "market-data",
             summary="{{ $labels.venue }} feed of {{ $labels.deployment }} is stale",
@@ -342,6 +455,19 @@ def alert_specs(settings: dict[str, Any]) -> list[Alert]:
             ),
             margin=5,
             fixture=_daily_loss(engine),
+        ),
+        Alert(
+            "ArbfleetKillSwitchEngaged",
+            "trading",
+            summary="The cluster kill switch is engaged",
+            description=(
+                '{{ $value | printf "%.0f" }} engines report the cluster-wide kill switch '
+                "engaged, and it has been for at least ${for}: no new orders go out. If the halt "
+                "is still intended, silence this alert until it is meant to end; if not, "
+                "`arbfleet resume`."
+            ),
+            expr="count(arbfleet_kill_switch{${engine}} > 0)",
+            cases=_kill_switch_cases,
         ),
         Alert(
             "ArbfleetExchangeKeyTooOld",
@@ -683,7 +809,20 @@ def prometheus_config(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-ENGINE_INHIBITED = ["ArbfleetFeedStale", "ArbfleetLoopLagHigh", "ArbfleetNoFillsWhileOpportunities"]
+ENGINE_INHIBITED = [
+    "ArbfleetFeedStale",
+    "ArbfleetLoopLagHigh",
+    "ArbfleetNoFillsWhileOpportunities",
+    "ArbfleetEngineCannotTrade",
+    "ArbfleetEngineDegraded",
+]
+# The engine's "can trade" check summarises reasons that have alerts of their own, which fire
+# sooner and say more: while one fires, the check's alert of the same deployment is inhibited.
+# Only an alert of the same severity explains one: a warning never hides a page.
+CHECK_EXPLAINED_BY = {
+    "ArbfleetEngineCannotTrade": ["ArbfleetFeedStale"],
+    "ArbfleetEngineDegraded": ["ArbfleetWriterSpilling"],
+}
 
 
 def alertmanager_config(settings: dict[str, Any]) -> dict[str, Any]:
@@ -718,6 +857,14 @@ def alertmanager_config(settings: dict[str, Any]) -> dict[str, Any]:
                 "target_matchers": [f'alertname=~"{"|".join(ENGINE_INHIBITED)}"'],
                 "equal": ["deployment"],
             },
+            *(
+                {
+                    "source_matchers": [f'alertname=~"{"|".join(sources)}"'],
+                    "target_matchers": [f'alertname="{target}"'],
+                    "equal": ["deployment"],
+                }
+                for target, sources in CHECK_EXPLAINED_BY.items()
+            ),
             {
                 # The critical alert of a thing silences the warning of the same thing.
                 "source_matchers": ['severity="critical"'],
@@ -801,6 +948,7 @@ class Panel:
     width: int = 12
     thresholds: dict[str, float] = field(default_factory=dict)  # severity -> value, from toml
     below: bool = False  # the alert fires below its thresholds, not above
+    mappings: dict[int, str] = field(default_factory=dict)  # value -> the text shown instead
 
 
 def _threshold_steps(levels: dict[str, float], below: bool) -> dict[str, Any]:
@@ -829,6 +977,14 @@ def dashboard(
             defaults["thresholds"] = _threshold_steps(panel.thresholds, panel.below)
             if panel.kind == "timeseries":
                 defaults["custom"] = {"thresholdsStyle": {"mode": "line"}}
+            elif panel.kind == "state-timeline":  # its default is a continuous palette
+                defaults["color"] = {"mode": "thresholds"}
+        if panel.mappings:
+            options = {
+                str(value): {"text": text, "index": i}
+                for i, (value, text) in enumerate(panel.mappings.items())
+            }
+            defaults["mappings"] = [{"type": "value", "options": options}]
         out.append(
             {
                 "id": panel_id,
@@ -885,6 +1041,7 @@ def dashboards(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     sel = selectors(settings)
     e, node, pg = sel["engine"], sel["node"], sel["postgres"]
     level = {name: conf.get("thresholds", {}) for name, conf in settings["alerts"].items()}
+    severity = {name: conf.get("severity") for name, conf in settings["alerts"].items()}
     d = f'{e}, deployment=~"$deployment"'  # engine series of the chosen deployments
     ds, dv = f'{d}, strategy=~"$strategy"', f'{d}, venue=~"$venue"'
     rd = 'deployment=~"$deployment"'  # recorded series: already engine-only, no job label
@@ -903,6 +1060,18 @@ def dashboards(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     key_age = {k: v * 86400 for k, v in level["ArbfleetExchangeKeyTooOld"].items()}
     db_size = {k: int(v * 10**9) for k, v in level["ArbfleetDatabaseSizeHigh"].items()}
     pg_job = settings["jobs"]["postgres"]
+    # Each deployment's ability to trade as its alerts see it, from its best allocation (a
+    # canary waiting for the account lock does not count): 0 passing, 1 warning, 2 critical.
+    check = f"arbfleet_consul_check_state{{{e}, {sel['can_trade']}"
+    can_trade = (
+        f'min by (deployment) (2 * sum without (state) ({check}, state="critical"}})'
+        f' + sum without (state) ({check}, state="warning"}}))'
+    )
+    check_levels = {
+        str(severity["ArbfleetEngineDegraded"]): 1,
+        str(severity["ArbfleetEngineCannotTrade"]): 2,
+    }
+    check_states = {0: "can trade", 1: "degraded", 2: "cannot trade"}
     P = Panel  # the tables below read better short
     # fmt: off
     return {
@@ -916,10 +1085,15 @@ def dashboards(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
             P("PnL, marked to market", [(f"sum(arbfleet_strategy_pnl{{{e}}})", "")],
               kind="stat", width=6),
             P("Kill switch engaged", [(f"max(arbfleet_kill_switch{{{e}}}) or vector(0)", "")],
-              kind="stat", width=6, thresholds={"critical": 1}),
-            P("Can trade (Consul check)",
-              [(f'arbfleet_consul_check_state{{{e}, state="passing"}}', "{{deployment}}")],
-              kind="stat", width=18),
+              kind="stat", width=6,
+              thresholds={str(severity["ArbfleetKillSwitchEngaged"]): 1},
+              mappings={0: "released", 1: "engaged"}),
+            P("Can trade (Consul check)", [(can_trade, "{{deployment}}")], kind="stat",
+              width=18, thresholds=check_levels, mappings=check_states),
+            P("Can trade over time (Consul check)", [(can_trade, "{{deployment}}")],
+              kind="state-timeline", width=18, thresholds=check_levels, mappings=check_states),
+            P("Engines halted by the kill switch",
+              [(f"count(arbfleet_kill_switch{{{e}}} > 0) or vector(0)", "")], width=6),
             P("Daily loss, % of limit",
               [(f"100 * arbfleet_risk_daily_loss{{{e}}} / arbfleet_risk_daily_loss_limit{{{e}}}",
                 "{{strategy}}")],
@@ -996,6 +1170,9 @@ def dashboards(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "{{deployment}}")], unit="ops"),
             P("Reconnects (1h)",
               [(f"sum by (venue) (increase(arbfleet_feed_reconnects_total{{{dv}}}[1h]))",
+                "{{venue}}")]),
+            P("Feed tasks restarted after an error (1h)",
+              [(f"sum by (venue) (increase(arbfleet_feed_restarts_total{{{dv}}}[1h]))",
                 "{{venue}}")]),
             P("Event loop lag", [(f"arbfleet_loop_lag_seconds{{{d}}}", "{{deployment}}")],
               unit="s", thresholds=level["ArbfleetLoopLagHigh"]),

@@ -88,7 +88,7 @@ def test_promtool_tests_catch_a_for_that_is_one_minute_longer(tmp_path: Path) ->
 def test_amtool_check_config() -> None:
     result = run(binary("amtool"), "check-config", ALERTMANAGER_CONFIG)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 inhibit rules" in result.stdout
+    assert "4 inhibit rules" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -98,6 +98,11 @@ def test_amtool_check_config() -> None:
         (["severity=critical", "alertname=ArbfleetDiskUsageHigh"], "pager,slack"),
         (["severity=critical", "mode=paper", "alertname=ArbfleetDailyLossNearLimit"], "slack"),
         (["severity=warning", "mode=live", "alertname=ArbfleetLoopLagHigh"], "slack"),
+        (["severity=critical", "mode=live", "alertname=ArbfleetEngineCannotTrade"], "pager,slack"),
+        (["severity=critical", "mode=paper", "alertname=ArbfleetEngineCannotTrade"], "slack"),
+        (["severity=warning", "mode=live", "alertname=ArbfleetEngineDegraded"], "slack"),
+        # Cluster-wide, so without mode or deployment; an operator's halt never pages.
+        (["severity=warning", "alertname=ArbfleetKillSwitchEngaged"], "slack"),
     ],
 )
 def test_alerts_route_by_severity_and_mode(labels: list[str], receivers: str) -> None:
@@ -152,34 +157,56 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def test_engine_down_inhibits_feed_stale_of_the_same_deployment_only(alertmanager: str) -> None:
-    def alert(name: str, deployment: str, severity: str = "critical") -> dict[str, object]:
-        labels = {"alertname": name, "deployment": deployment, "severity": severity, "mode": "live"}
-        return {"labels": labels, "annotations": {"summary": name}}
+def alert(name: str, deployment: str, severity: str = "critical") -> dict[str, object]:
+    labels = {"alertname": name, "deployment": deployment, "severity": severity, "mode": "live"}
+    return {"labels": labels, "annotations": {"summary": name}}
 
-    posted = requests.post(
-        f"{alertmanager}/api/v2/alerts",
-        timeout=5,
-        json=[
-            alert("ArbfleetEngineDown", "a"),
-            alert("ArbfleetFeedStale", "a"),
-            alert("ArbfleetFeedStale", "b"),
-        ],
-    )
+
+def inhibited(alertmanager: str, alerts: list[dict[str, object]]) -> dict[tuple[str, str], bool]:
+    """Post `alerts`, then whether Alertmanager inhibits each, by (alertname, deployment)."""
+    posted = requests.post(f"{alertmanager}/api/v2/alerts", timeout=5, json=alerts)
     assert posted.ok, posted.text
-
     deadline = time.monotonic() + 10
     while True:
         got = requests.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
-        inhibited = {
+        out = {
             (a["labels"]["alertname"], a["labels"]["deployment"]): bool(a["status"]["inhibitedBy"])
             for a in got
         }
-        if len(inhibited) == 3 or time.monotonic() > deadline:
-            break
+        if len(out) == len(alerts) or time.monotonic() > deadline:
+            return out
         time.sleep(0.2)
-    assert inhibited == {
+
+
+def test_engine_down_inhibits_feed_stale_of_the_same_deployment_only(alertmanager: str) -> None:
+    alerts = [
+        alert("ArbfleetEngineDown", "a"),
+        alert("ArbfleetFeedStale", "a"),
+        alert("ArbfleetFeedStale", "b"),
+    ]
+    assert inhibited(alertmanager, alerts) == {
         ("ArbfleetEngineDown", "a"): False,
         ("ArbfleetFeedStale", "a"): True,
         ("ArbfleetFeedStale", "b"): False,
+    }
+
+
+def test_a_stale_feed_or_spill_inhibits_the_can_trade_alerts_of_its_deployment(
+    alertmanager: str,
+) -> None:
+    alerts = [
+        alert("ArbfleetFeedStale", "a"),
+        alert("ArbfleetEngineCannotTrade", "a"),
+        alert("ArbfleetEngineCannotTrade", "b"),
+        alert("ArbfleetWriterSpilling", "c", "warning"),
+        alert("ArbfleetEngineDegraded", "c", "warning"),
+        alert("ArbfleetEngineCannotTrade", "c"),  # a warning never hides a page
+    ]
+    assert inhibited(alertmanager, alerts) == {
+        ("ArbfleetFeedStale", "a"): False,
+        ("ArbfleetEngineCannotTrade", "a"): True,
+        ("ArbfleetEngineCannotTrade", "b"): False,
+        ("ArbfleetWriterSpilling", "c"): False,
+        ("ArbfleetEngineDegraded", "c"): True,
+        ("ArbfleetEngineCannotTrade", "c"): False,
     }

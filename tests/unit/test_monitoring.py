@@ -101,6 +101,13 @@ def test_settings_that_do_not_match_the_alerts_are_refused(edit: Any, message: s
         generate.rules(settings)
 
 
+def test_a_selector_not_named_after_a_job_is_a_matcher_of_its_own() -> None:
+    sel = generate.selectors(SETTINGS)
+    assert sel["can_trade"] == SETTINGS["selectors"]["can_trade"]
+    assert sel["engine"] == 'job="arbfleet-engine"'
+    assert sel["node"].startswith('job="node-exporter", fstype!~')
+
+
 def test_durations_the_promtool_tests_cannot_step_through_are_refused() -> None:
     assert generate.minutes("2h") == 120
     with pytest.raises(ValueError, match="whole minutes"):
@@ -383,6 +390,36 @@ def test_engine_down_inhibits_its_own_feed_stale() -> None:
     assert re.search(r"\bArbfleetFeedStale\b", target) and down["equal"] == ["deployment"]
 
 
+def test_an_alert_explaining_the_can_trade_check_never_hides_a_page() -> None:
+    # A specific alert (a stale feed) inhibits the check's summary alert of the same deployment;
+    # only one of the same severity may, or a Slack warning would swallow a page.
+    severity = {r["alert"]: r["labels"]["severity"] for r in RULES}
+    assert generate.CHECK_EXPLAINED_BY["ArbfleetEngineCannotTrade"] == ["ArbfleetFeedStale"]
+    for target, sources in generate.CHECK_EXPLAINED_BY.items():
+        assert {severity[s] for s in sources} == {severity[target]}, target
+    rules = generate.alertmanager_config(SETTINGS)["inhibit_rules"]
+    targets = {m for r in rules for m in r["target_matchers"]}
+    assert set(generate.CHECK_EXPLAINED_BY) <= {t.split('"')[1] for t in targets}
+
+
+def test_the_kill_switch_alert_is_one_per_cluster_and_never_pages() -> None:
+    (rule,) = [r for r in RULES if r["alert"] == "ArbfleetKillSwitchEngaged"]
+    assert rule["labels"]["severity"] == "warning"
+    assert rule["expr"].startswith("count(")  # no by (...): one alert, however many engines
+    assert generate.minutes(rule["for"]) >= 5  # an operator's deliberate halt is not news
+
+
+def test_can_trade_alerts_select_the_can_trade_check_by_deployment() -> None:
+    check = SETTINGS["selectors"]["can_trade"]
+    assert check == 'check="can-trade"'  # runtime/consul.py CHECK_NAME
+    for name in ("ArbfleetEngineCannotTrade", "ArbfleetEngineDegraded"):
+        (rule,) = [r for r in RULES if r["alert"] == name]
+        assert check in rule["expr"] and "by (deployment, strategy, mode)" in rule["expr"]
+        assert "instance" not in rule["expr"]  # a canary waiting for the lock is no incident
+    (critical,) = [r for r in RULES if r["alert"] == "ArbfleetEngineCannotTrade"]
+    assert "arbfleet_kill_switch" in critical["expr"]  # a halt is ArbfleetKillSwitchEngaged's
+
+
 def test_inhibition_names_only_existing_alerts() -> None:
     rules = generate.alertmanager_config(SETTINGS)["inhibit_rules"]
     matchers = [m for r in rules for m in r["source_matchers"] + r["target_matchers"]]
@@ -421,6 +458,36 @@ def test_dashboard_panels_are_unique_placed_and_use_the_provisioned_datasource(n
             assert set(re.findall(r"\$(\w+)", target["expr"])) <= variables
     for variable in board["templating"]["list"]:
         assert variable["datasource"]["uid"] == uid
+
+
+def test_fleet_overview_shows_can_trade_and_the_kill_switch_in_their_alerts_colours() -> None:
+    panels = {p["title"]: p for p in DASHBOARDS["fleet-overview"]["panels"]}
+    severity = {r["alert"]: r["labels"]["severity"] for r in RULES}
+    colours = {"warning": "orange", "critical": "red"}
+
+    def steps(title: str) -> dict[float, str]:
+        defaults = panels[title]["fieldConfig"]["defaults"]
+        return {s["value"]: s["color"] for s in defaults["thresholds"]["steps"] if s["value"]}
+
+    def mapped(title: str) -> dict[str, str]:
+        (mapping,) = panels[title]["fieldConfig"]["defaults"]["mappings"]
+        return {value: option["text"] for value, option in mapping["options"].items()}
+
+    for title in ("Can trade (Consul check)", "Can trade over time (Consul check)"):
+        (target,) = panels[title]["targets"]
+        assert "arbfleet_consul_check_state" in target["expr"]
+        assert target["expr"].startswith("min by (deployment)")  # the best allocation
+        assert steps(title) == {
+            1: colours[severity["ArbfleetEngineDegraded"]],
+            2: colours[severity["ArbfleetEngineCannotTrade"]],
+        }
+        assert mapped(title) == {"0": "can trade", "1": "degraded", "2": "cannot trade"}
+    timeline = panels["Can trade over time (Consul check)"]["fieldConfig"]["defaults"]
+    assert timeline["color"] == {"mode": "thresholds"}
+    assert steps("Kill switch engaged") == {1: colours[severity["ArbfleetKillSwitchEngaged"]]}
+    assert mapped("Kill switch engaged") == {"0": "released", "1": "engaged"}
+    (halted,) = panels["Engines halted by the kill switch"]["targets"]
+    assert "arbfleet_kill_switch" in halted["expr"]
 
 
 def test_dashboards_are_provisioned_from_files() -> None:
