@@ -10,7 +10,14 @@ import argparse
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.pipeline", "bench.e2e", "bench.rotation", "bench.persistence", "bench.consul")
+BENCHMARKS = (
+    "bench.pipeline",
+    "bench.e2e",
+    "bench.rotation",
+    "bench.persistence",
+    "bench.consul",
+    "bench.fleet",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

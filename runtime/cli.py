@@ -111,6 +111,34 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_simulator(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "simulator", help="the exchange simulator (Binance and Upbit) until interrupted"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--port", type=int, default=18900, help="default 18900: where the local engines trade"
+    )
+    parser.set_defaults(handler=_simulator)
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from runtime.simulator import ExchangeSimulator, SimulatorConfig
+
+    async def serve() -> None:
+        simulator = ExchangeSimulator(SimulatorConfig(host=args.host, port=args.port))
+        await simulator.start()
+        print(f"exchange simulator on {args.host}:{simulator.port}; Ctrl-C stops it", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await simulator.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
 def add_strategies(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("strategies", help="installed strategy plugins")
     commands = parser.add_subparsers(dest="strategies_command", required=True)
@@ -213,6 +241,7 @@ def _config_tables(document: dict[str, Any], name: str) -> list[tuple[str, dict[
 REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     add_run,
     add_demo,
+    add_simulator,
     add_strategies,
     add_toolchain,
     add_dev,

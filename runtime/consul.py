@@ -364,8 +364,10 @@ class ConsulLink:
         self._kill_reason: str | None = None
         self.status: Status = "critical"
         self.output = "starting"
-        self.problem: str | None = None
-        """The last Consul error, while Consul is unreachable."""
+        self.check_problem: str | None = None
+        """The TTL reporter's last Consul error, until its next report goes through."""
+        self.kill_switch_problem: str | None = None
+        """The kill-switch watcher's last Consul error, until its next read succeeds."""
 
     # -- the hot path's view --
 
@@ -386,7 +388,10 @@ class ConsulLink:
         return out
 
     def degraded(self) -> list[str]:
-        return [f"consul unreachable: {self.problem}"] if self.problem else []
+        """Consul errors, each cleared only by the task that met it (the TTL reporter and the
+        kill-switch watcher fail and recover independently)."""
+        problems = (("check", self.check_problem), ("kill switch", self.kill_switch_problem))
+        return [f"consul unreachable ({what}): {problem}" for what, problem in problems if problem]
 
     def report(self) -> dict[str, Any]:
         locks = self.locks
@@ -423,19 +428,23 @@ class ConsulLink:
         self._tasks = [asyncio.create_task(job, name=name) for name, job in jobs]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Release the locks and deregister; a no-op if not started or already stopped."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        api, self._api = self._api, None  # the tasks that used them have ended
+        http, self._http = self._http, None
         if self.locks is not None:
             await self.locks.release()
-        if self._api is not None:
+        if api is not None:
             with contextlib.suppress(*_NETWORK_ERRORS):
-                await self._api.call("PUT", f"agent/service/deregister/{self.service_id}")
+                await api.call("PUT", f"agent/service/deregister/{self.service_id}")
                 logger.info(f"consul service {self.service_id} deregistered")
-        if self._http is not None:
-            await self._http.close()
+        if http is not None:
+            await http.close()
 
     # -- the TTL check --
 
@@ -494,16 +503,16 @@ class ConsulLink:
                     await self._register()
                     registered = True
                 await self._update_check()
-                self.problem = None
+                self.check_problem = None
             except ConsulError as exc:
                 registered = exc.status != 404  # the check is gone (deregistered): register again
-                self.problem = str(exc)
+                self.check_problem = str(exc)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                self.problem = repr(exc)
+                self.check_problem = repr(exc)
             except Exception as exc:
                 # Not refreshing lets the TTL lapse to critical: the safe side for "can trade".
                 logger.opt(exception=exc).error("consul check report failed")
-                self.problem = repr(exc)
+                self.check_problem = repr(exc)
             self._poke.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), interval)
@@ -522,10 +531,11 @@ class ConsulLink:
             try:
                 entry, index = await self._api.watch(self.settings.kill_switch_key, index, 30.0)
             except _NETWORK_ERRORS as exc:
-                self.problem = repr(exc)
+                self.kill_switch_problem = repr(exc)
                 index = 0
                 await asyncio.sleep(self.settings.retry_s)
                 continue
+            self.kill_switch_problem = None
             self._apply_kill_switch(kv_value(entry))
             self.kill_switch_read = True
 

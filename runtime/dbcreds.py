@@ -178,7 +178,7 @@ class DatabaseCredentials:
         try:
             granted = await self._renew(self.lease)
         except VaultUnavailableError as exc:
-            if exc.reason in ("unreachable", "sealed", "denied"):
+            if exc.reason in ("unreachable", "sealed", "denied", "no_token"):
                 raise  # Vault cannot answer: keep the current user, retry later
             # Vault answered that this lease cannot be renewed (past its max TTL, revoked).
             logger.bind(reason=exc.reason).info(f"database lease not renewable: {exc}")

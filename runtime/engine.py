@@ -13,9 +13,10 @@ import asyncio
 import bisect
 import collections
 import contextlib
+import functools
 import time
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -50,12 +51,12 @@ from runtime.plugins import (
     discover,
 )
 from runtime.portfolio import MidPrices, Portfolio
+from runtime.retry import Backoff
 from runtime.risk import KillSwitch, RiskGuard
 from runtime.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from runtime.dbcreds import DatabaseCredentials
-    from runtime.persistence.writer import BatchWriter
     from runtime.vault import KeyProvider
 
 LATENCY_SAMPLES: Final = 1 << 16
@@ -63,6 +64,8 @@ _LATENCY_MASK: Final = LATENCY_SAMPLES - 1
 _SAMPLE_SHIFT: Final = 3
 _SAMPLE_EVERY_MASK: Final = (1 << _SAMPLE_SHIFT) - 1
 """Latency is sampled on one frame in eight: reading the clock costs a tenth of a frame."""
+FEED_RESTART_CAP_S: Final = 30.0
+"""Longest pause before a dead feed task is restarted (see ``Engine._supervise``)."""
 
 
 class Feed(Protocol):
@@ -115,6 +118,8 @@ class EngineStats:
         self.gaps: collections.Counter[str] = collections.Counter()
         self.parsed: collections.Counter[tuple[str, str]] = collections.Counter()
         """(venue, type) of events off the fast path (depth, trades); tickers are derived."""
+        self.feed_restarts: collections.Counter[str] = collections.Counter()
+        """venue -> times its feed task died of an unexpected error and was restarted."""
 
     def frame_count(self) -> int:
         return sum(count[0] for count in self.frames.values())
@@ -151,7 +156,7 @@ class Engine:
         self.persistence = Persistence(config, clock_ns=clock_ns)
         """Journal, database writer and Redis snapshots; inert with embedded defaults."""
         self.session = self.persistence.session
-        self.db_credentials = _vault_database(config, self.persistence.writer)
+        self.db_credentials = _vault_database(config, self.persistence)
         """The writer's PostgreSQL user from Vault, replaced before it lapses; None: as given."""
         self.accepting = True
         """False once stopping: strategies' intents are blocked from then on."""
@@ -457,57 +462,99 @@ class Engine:
     async def run(
         self, stop: asyncio.Event, feeds: Sequence[Feed] | None = None, *, serve_health: bool = True
     ) -> None:
-        """Run until ``stop`` is set: feeds, timers, the watchdog and the health server."""
+        """Run until ``stop`` is set: feeds, timers, the watchdog and the health server.
+
+        Whatever has started is stopped again however ``run`` ends, a failure while starting
+        included (see ``_shut_down``)."""
         sources = list(feeds) if feeds is not None else self.websocket_feeds()
         self.feeds.update({feed.venue: feed for feed in sources})
-        health = HealthServer(self, self.config.health.host, self.config.health.port)
-        if serve_health:
-            await health.start()
-            self.health_url = health.url
-        await self.persistence.start(self)  # state back before strategies see an event
-        self.start()
+        health = (
+            HealthServer(self, self.config.health.host, self.config.health.port)
+            if serve_health
+            else None
+        )
         tasks: list[asyncio.Task[None]] = []
-        if self.keys is not None:
-            await self.keys.sync()  # the first keys before the first order (or why there are none)
-            tasks.append(asyncio.create_task(self.keys.run(), name="exchange-keys"))
-        if self.db_credentials is not None:  # rows wait in the writer until the first user
-            tasks.append(asyncio.create_task(self.db_credentials.run(), name="db-credentials"))
-        await self.executor.start()
-        await self.persistence.reconcile(self)  # orders a killed run sent: ask, never resend
-        if self.consul is not None:  # registers with the health server's address
-            await self.consul.start(self)
-        self.ready.set()
-        self.watchdog.start()
-        tasks += [asyncio.create_task(feed.run(), name=f"feed-{feed.venue}") for feed in sources]
-        tasks.append(asyncio.create_task(self.watchdog.heartbeat(), name="loop-lag"))
-        tasks.append(asyncio.create_task(self._timers(), name="timers"))
-        logger.info(f"engine running: {len(self.strategies)} strategies, mode {self.config.mode}")
+        persisting = False
         deadline = float("inf")
         try:
+            if health is not None:
+                await health.start()
+                self.health_url = health.url
+            persisting = True  # a half-done start is stopped too: it may have opened the writer
+            await self.persistence.start(self)  # state back before strategies see an event
+            self.start()
+            if self.keys is not None:
+                await self.keys.sync()  # the first keys before the first order (or why not)
+                tasks.append(asyncio.create_task(self.keys.run(), name="exchange-keys"))
+            if self.db_credentials is not None:  # rows wait in the writer until the first user
+                tasks.append(asyncio.create_task(self.db_credentials.run(), name="db-credentials"))
+            await self.executor.start()
+            await self.persistence.reconcile(self)  # orders a killed run sent: ask, never resend
+            if self.consul is not None:  # registers with the health server's address
+                await self.consul.start(self)
+            self.ready.set()
+            self.watchdog.start()
+            tasks += [
+                asyncio.create_task(self._supervise(feed), name=f"feed-{feed.venue}")
+                for feed in sources
+            ]
+            tasks.append(asyncio.create_task(self.watchdog.heartbeat(), name="loop-lag"))
+            tasks.append(asyncio.create_task(self._timers(), name="timers"))
+            logger.info(
+                f"engine running: {len(self.strategies)} strategies, mode {self.config.mode}"
+            )
             await stop.wait()
             deadline = time.monotonic() + self.config.shutdown.deadline_s
             self.accepting = False
             if self.config.shutdown.open_orders == "keep":
                 await self._drain_orders(self.config.shutdown.deadline_s / 2)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            for snapshots in self.snapshots.values():
-                await snapshots.close()
-            await self.executor.close()
-            if self.consul is not None:  # orders in flight have reported: the lock may go
-                await self.consul.stop()
-            if serve_health:
-                await health.stop()
-            self.watchdog.stop()
-            self.stop()
-            await self.persistence.stop(
-                min(deadline, time.monotonic() + self.config.shutdown.deadline_s)
-            )
-            logger.info("engine stopped")
+            failures = await self._shut_down(tasks, health, persisting, deadline)
+        if failures:  # reached only when running and stopping raised nothing else
+            raise failures[0]
+
+    async def _shut_down(
+        self,
+        tasks: list[asyncio.Task[None]],
+        health: HealthServer | None,
+        persisting: bool,
+        deadline: float,
+    ) -> list[Exception]:
+        """Stop what ``run`` started, in order, after a clean stop or a failed start alike.
+
+        Every step runs even if one before it failed (a failure is logged and returned, so the
+        error that ended ``run`` is never hidden by one from cleaning up), and each is a no-op
+        for a part that never started. Orders in flight report before the Consul lock goes.
+        """
+        failures: list[Exception] = []
+
+        async def step(what: str, action: Callable[[], Awaitable[None] | None]) -> None:
+            try:
+                result = action()
+                if result is not None:
+                    await result
+            except Exception as exc:
+                logger.opt(exception=exc).error(f"engine shutdown: {what} failed")
+                failures.append(exc)
+
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            await step(task.get_name(), functools.partial(_finished, task))
+        for venue, snapshots in self.snapshots.items():
+            await step(f"{venue} depth snapshots", snapshots.close)
+        await step("executor", self.executor.close)
+        if self.consul is not None:  # orders in flight have reported: the lock may go
+            await step("consul", self.consul.stop)
+        if health is not None:
+            await step("health server", health.stop)
+        await step("loop watchdog", self.watchdog.stop)
+        await step("strategies", self.stop)
+        if persisting:
+            until = min(deadline, time.monotonic() + self.config.shutdown.deadline_s)
+            await step("persistence", lambda: self.persistence.stop(until))
+        logger.info("engine stopped")
+        return failures
 
     def reload_keys(self) -> None:
         """SIGHUP: a Nomad template saw a new key version; look at Vault now."""
@@ -522,6 +569,33 @@ class Engine:
         # Polling a counter for two seconds at shutdown is simpler than an event per executor.
         while self.executor.pending and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+    async def _supervise(self, feed: Feed) -> None:
+        """Run ``feed`` until cancelled, restarting it with backoff whenever it dies.
+
+        A feed handles the failures it expects (the connection) itself; anything else (a bug
+        in a parser or a handler raising out of ``on_frame``) would end its task for good and
+        leave the venue silent until the TTL check notices. The delay grows while restarts
+        keep failing and starts over once the feed has run longer than the longest delay.
+        """
+        backoff = Backoff(base_s=0.25, cap_s=FEED_RESTART_CAP_S)
+        venue = feed.venue
+        while True:
+            started = time.monotonic()
+            try:
+                await feed.run()
+            except Exception as exc:
+                self.stats.feed_restarts[venue] += 1
+                if time.monotonic() - started > FEED_RESTART_CAP_S:
+                    backoff.reset()
+                delay = backoff.next_delay()
+                logger.opt(exception=exc).bind(venue=venue).error(
+                    f"{venue} feed task died ({type(exc).__name__}: {exc}); "
+                    f"restart {self.stats.feed_restarts[venue]} in {delay:.2f}s"
+                )
+                await asyncio.sleep(delay)
+            else:
+                return  # a feed that ends by itself (a replay played out) is done
 
     async def _timers(self) -> None:
         tick_s = max(self.config.timer_tick_ms, 1) / 1000.0
@@ -563,7 +637,11 @@ class Engine:
                 s.name: ("quarantined" if s.quarantined else "active") for s in self.strategies
             },
             "feeds": {
-                venue: {"connected": feed.connected, "stale": feed.stale(now)}
+                venue: {
+                    "connected": feed.connected,
+                    "stale": feed.stale(now),
+                    "restarts": self.stats.feed_restarts[venue],
+                }
                 for venue, feed in self.feeds.items()
             },
         }
@@ -602,10 +680,10 @@ class Engine:
         )
 
 
-def _vault_database(config: EngineConfig, writer: BatchWriter | None) -> DatabaseCredentials | None:
+def _vault_database(config: EngineConfig, persistence: Persistence) -> DatabaseCredentials | None:
     """Dynamic PostgreSQL users for the writer when the config names a database mount."""
     settings = config.vault
-    if writer is None or settings.address is None or settings.database_mount is None:
+    if persistence.writer is None or settings.address is None or settings.database_mount is None:
         return None
     from runtime.dbcreds import DatabaseCredentials
     from runtime.vault import VaultSession
@@ -615,7 +693,7 @@ def _vault_database(config: EngineConfig, writer: BatchWriter | None) -> Databas
         settings.database_mount,
         settings.database_role,
         config.postgres.resolve_dsn(),
-        writer.replace_pool,
+        persistence.use_credentials,
     )
 
 
@@ -632,6 +710,12 @@ def _vault_keys(config: EngineConfig) -> KeyProvider | None:
         settings.accounts,
         poll_interval_s=settings.poll_interval_s,
     )
+
+
+async def _finished(task: asyncio.Task[None]) -> None:
+    """Wait for a cancelled task to end; its cancellation is not a failure."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @dataclass(frozen=True)

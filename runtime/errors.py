@@ -12,7 +12,8 @@
      │    └── OrderRejectedError(ExchangeError)         the venue refused the order itself
      ├── SecretsError(ArbfleetError, RuntimeError)     Vault or a venue's key API failed us
      │    ├── VaultUnavailableError(SecretsError, ConnectionError)
-     │    │                                             unreachable, sealed, denied, missing
+     │    │                                             unreachable, sealed, denied, missing,
+     │    │                                             no token file
      │    ├── CasConflictError(SecretsError)            a KV entry changed since it was read
      │    └── RotationError(SecretsError)               a key rotation step failed (``step``)
      ├── PersistenceError(ArbfleetError, RuntimeError) the database, Redis or a state file failed
@@ -87,10 +88,12 @@ class SecretsError(ArbfleetError, RuntimeError):
 
 
 class VaultUnavailableError(SecretsError, ConnectionError):
-    """Vault could not answer: unreachable, sealed, permission denied, or no such entry.
+    """Vault could not answer: unreachable, sealed, permission denied, or no such entry; or
+    it could not be asked: no token file to authenticate with.
 
     ``reason`` is a short class (``unreachable``, ``sealed``, ``denied``, ``missing``,
-    ``error``) for health reports and metrics; the message says more, never a secret.
+    ``no_token``, ``error``) for health reports and metrics; the message says more, never a
+    secret.
     """
 
     def __init__(self, message: str, *, reason: str) -> None:

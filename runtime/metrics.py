@@ -94,14 +94,23 @@ class EngineCollector(Collector):
         reconnects = CounterMetricFamily(
             "arbfleet_feed_reconnects", "Connections after the first", labels=["venue"]
         )
+        restarts = CounterMetricFamily(
+            "arbfleet_feed_restarts",
+            "Feed tasks restarted after an unexpected error",
+            labels=["venue"],
+        )
         for venue, feed in engine.feeds.items():
             gauges["connected"].add_metric([venue], float(feed.connected))
             gauges["stale"].add_metric([venue], float(feed.stale(now)))
-            if feed.last_frame_ns:
-                gauges["staleness_seconds"].add_metric([venue], (now - feed.last_frame_ns) / 1e9)
+            # A venue silent since the engine started is as stale as the engine is old: without
+            # a sample, ArbfleetFeedStale could never fire for a venue that never delivered.
+            last_ns = feed.last_frame_ns or engine.stats.started_ns
+            gauges["staleness_seconds"].add_metric([venue], max(now - last_ns, 0) / 1e9)
             reconnects.add_metric([venue], max(feed.connects - 1, 0))
+            restarts.add_metric([venue], engine.stats.feed_restarts[venue])
         yield from gauges.values()
         yield reconnects
+        yield restarts
         gaps = CounterMetricFamily("arbfleet_book_gaps", "Order book gaps", labels=["venue"])
         for venue, count in engine.stats.gaps.items():
             gaps.add_metric([venue], count)

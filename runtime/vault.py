@@ -203,11 +203,19 @@ class VaultSession:
         self._timeout_s = timeout_s
         self._client: hvac.Client | None = None
 
-    def _current_client(self) -> hvac.Client:
+    def _current_client(self, what: str) -> hvac.Client:
         if self._client is None:
             token = self._token
             if self._token_file is not None:
-                token = self._token_file.read_text().strip()
+                try:
+                    token = self._token_file.read_text().strip()
+                except OSError as exc:  # not Vault's fault: say so, not "unreachable"
+                    state = "no" if isinstance(exc, FileNotFoundError) else "unreadable"
+                    raise VaultUnavailableError(
+                        f"{what}: {state} token file {self._token_file} "
+                        f"({exc.strerror or type(exc).__name__})",
+                        reason="no_token",
+                    ) from exc
             assert token is not None
             register_secret(token)
             self._client = hvac.Client(url=self.address, token=token, timeout=self._timeout_s)
@@ -215,8 +223,11 @@ class VaultSession:
 
     def call(self, what: str, operation: Callable[[hvac.Client], T]) -> T:
         """``operation(client)``; any failure is a ``VaultUnavailableError`` naming ``what``."""
+        # Outside the try: VaultUnavailableError is a ConnectionError, so ``except OSError``
+        # below would turn a missing token file into "unreachable".
+        client = self._current_client(what)
         try:
-            return operation(self._current_client())
+            return operation(client)
         except hvac.exceptions.VaultDown as exc:
             raise VaultUnavailableError(f"{what}: Vault is sealed", reason="sealed") from exc
         except hvac.exceptions.Forbidden as exc:

@@ -11,6 +11,12 @@
 # renewed in secrets/vault_token. A template per account renders the entry into
 # secrets/<venue>/api_key and api_secret; a new key version re-renders it and sends SIGHUP, on
 # which the engine looks at Vault at once instead of at its next poll.
+#
+# Stores: the engine finds PostgreSQL (the timescaledb job) and Redis (the redis job) in Consul,
+# among the instances tagged with its own Nomad namespace, and writes as a short-lived PostgreSQL
+# user of its own from Vault's database secrets engine (runtime/dbcreds.py). An environment
+# without one of them leaves its service name empty; a store not (yet) registered is simply not
+# configured, and the task restarts with it once it passes its check (a template change).
 
 # --- the deployment ---------------------------------------------------------------------------
 
@@ -118,6 +124,24 @@ variable "memory_max" {
   description = "Memory limit in MB (above memory only where the cluster enables memory oversubscription)."
 }
 
+variable "min_healthy_time" {
+  type        = string
+  default     = "30s"
+  description = "How long a new engine's checks must pass before the deployment counts it healthy (a canary is promoted after this)."
+}
+
+variable "healthy_deadline" {
+  type        = string
+  default     = "3m"
+  description = "A new engine not healthy by then is marked unhealthy."
+}
+
+variable "progress_deadline" {
+  type        = string
+  default     = "10m"
+  description = "A deployment with no new healthy engine for this long fails and reverts to the last stable version; meanwhile Nomad replaces unhealthy ones. \"0s\": the first unhealthy engine fails the deployment."
+}
+
 # --- secrets ----------------------------------------------------------------------------------
 
 variable "vault_address" {
@@ -138,6 +162,32 @@ variable "vault_role" {
   description = "Vault JWT auth role of the task. Empty: arbfleet-<job>, the deployment's own role, or the stack's generic nomad-workloads for a deployment without accounts."
 }
 
+# --- stores ---------------------------------------------------------------------------------
+
+variable "postgres_service" {
+  type        = string
+  default     = "timescaledb"
+  description = "Consul service of the PostgreSQL the writer sends ticks, opportunities, orders and fills to (instances tagged with the job's namespace). Empty: no PostgreSQL."
+}
+
+variable "postgres_database" {
+  type        = string
+  default     = "postgres"
+  description = "Database on that server the tables are created in (migrations run on start, owned by the arbfleet_writer group)."
+}
+
+variable "database_mount" {
+  type        = string
+  default     = "database"
+  description = "Vault database secrets engine the engine takes its PostgreSQL user from ([database] mount in secrets/vault.toml)."
+}
+
+variable "redis_service" {
+  type        = string
+  default     = "redis"
+  description = "Consul service of the Redis that holds strategy state snapshots (instances tagged with the job's namespace). Empty: no Redis."
+}
+
 # --- consul -----------------------------------------------------------------------------------
 
 variable "consul_address" {
@@ -146,9 +196,18 @@ variable "consul_address" {
   description = "Consul agent the engine registers its \"can trade\" TTL check with (service arbfleet-engine-ttl), takes its account locks from and watches the kill switch in (runtime/consul.py)."
 }
 
+variable "consul_acl" {
+  type        = bool
+  default     = false
+  description = "Consul has ACLs on: the engine uses the token Nomad obtains for the task through workload identity (secrets/consul_token), which needs a Consul binding rule for the task's identity (the platform module)."
+}
+
 locals {
-  job_id     = "${replace(var.strategy, "_", "-")}-${var.deployment}"
-  vault_role = var.vault_role != "" ? var.vault_role : (length(var.accounts) > 0 ? "arbfleet-${local.job_id}" : "nomad-workloads")
+  job_id = "${replace(var.strategy, "_", "-")}-${var.deployment}"
+  # Every deployment has its own role and policy (secrets/vault.toml): its database role and
+  # its own accounts' keys.
+  vault_role = var.vault_role != "" ? var.vault_role : "arbfleet-${local.job_id}"
+  uses_vault = length(var.accounts) > 0 || (var.postgres_service != "" && var.database_mount != "")
   arbfleet   = var.driver == "docker" ? "arbfleet" : "${var.venv}/bin/arbfleet"
   args       = ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"]
   # One rendered file per venue and key field: secrets/<venue>/api_key, secrets/<venue>/api_secret.
@@ -171,13 +230,28 @@ locals {
       # Kept across restarts of the allocation and moved with it (sticky ephemeral disk).
       ARBFLEET_JOURNAL__DIR = "${NOMAD_ALLOC_DIR}/data/journal"
     },
-    length(var.accounts) == 0 ? {} : {
+    !local.uses_vault ? {} : {
       ARBFLEET_VAULT__ADDRESS    = var.vault_address
       ARBFLEET_VAULT__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/vault_token"
       ARBFLEET_VAULT__KV_MOUNT   = var.kv_mount
     },
+    var.postgres_service == "" ? {} : merge(
+      {
+        ARBFLEET_POSTGRES__MIGRATE_ON_START = "true"
+        ARBFLEET_POSTGRES__OWNER_ROLE       = "arbfleet_writer"
+      },
+      var.database_mount == "" ? {} : { ARBFLEET_VAULT__DATABASE_MOUNT = var.database_mount },
+    ),
+    var.redis_service == "" ? {} : { ARBFLEET_REDIS__ENVIRONMENT = "${NOMAD_NAMESPACE}" },
+    !var.consul_acl ? {} : { ARBFLEET_CONSUL__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token" },
     { for venue, account in var.accounts : "ARBFLEET_VAULT__ACCOUNTS__${upper(venue)}" => account },
   )
+  # Passing instances of each store's service tagged with the job's own namespace
+  # (consul-template's "tag.name" form), as environment variables for the engine.
+  stores = join("\n", compact([
+    var.postgres_service == "" ? "" : "{{ range service (printf \"%s.${var.postgres_service}\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_POSTGRES__DSN=postgresql://{{ .Address }}:{{ .Port }}/${var.postgres_database}{{ end }}",
+    var.redis_service == "" ? "" : "{{ range service (printf \"%s.${var.redis_service}\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_REDIS__URL=redis://{{ .Address }}:{{ .Port }}/0{{ end }}",
+  ]))
 }
 
 job "engine" {
@@ -216,9 +290,9 @@ job "engine" {
       auto_promote      = true
       auto_revert       = true
       health_check      = "checks"
-      min_healthy_time  = "30s"
-      healthy_deadline  = "3m"
-      progress_deadline = "10m"
+      min_healthy_time  = var.min_healthy_time
+      healthy_deadline  = var.healthy_deadline
+      progress_deadline = var.progress_deadline
     }
 
     restart {
@@ -270,6 +344,17 @@ job "engine" {
         change_mode = "noop"
       }
 
+      # With Consul ACLs, Nomad logs in to Consul with this identity and writes the task's token
+      # to secrets/consul_token (ARBFLEET_CONSUL__TOKEN_FILE).
+      dynamic "identity" {
+        for_each = var.consul_acl ? ["consul_default"] : []
+        content {
+          name = identity.value
+          aud  = ["consul.io"]
+          ttl  = "1h"
+        }
+      }
+
       # The config is part of the job: changing it is a new job version (and a canary).
       template {
         data        = var.engine_config
@@ -277,6 +362,15 @@ job "engine" {
         # TOML's [[tables]] and any {{ }} reach the engine untouched.
         left_delimiter  = "<%"
         right_delimiter = "%>"
+      }
+
+      # Where the stores are, from Consul; a store moving (or appearing) restarts the engine,
+      # which flushes and reconnects within its shutdown deadline.
+      template {
+        data        = local.stores
+        destination = "local/stores.env"
+        env         = true
+        change_mode = "restart"
       }
 
       dynamic "template" {

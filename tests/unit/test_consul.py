@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+
 import pytest
+from aiohttp import web
 
 from runtime.cli import build_parser
 from runtime.config import load_config
 from runtime.consul import describe_kill_switch
 from runtime.engine import Engine
 from runtime.errors import ConfigError
+from tests.integration.polling import until
 
 
 def test_embedded_defaults_run_without_consul() -> None:
@@ -53,3 +58,89 @@ def test_halt_needs_a_reason() -> None:
         "http://c:8500",
         "arbfleet/kill-switch",
     )
+
+
+class FakeConsul:
+    """Just enough of Consul's HTTP API for one engine, on a real in-process aiohttp server;
+    ``fail`` names the paths (``kv``, ``check``) that answer 500."""
+
+    def __init__(self, fail: str) -> None:
+        self.fail = fail
+        self.hits: collections.Counter[str] = collections.Counter()
+        app = web.Application()
+        app.router.add_get("/v1/kv/{key:.*}", self._kv)
+        app.router.add_put("/v1/agent/service/register", self._ok)
+        app.router.add_put("/v1/agent/service/deregister/{id}", self._ok)
+        app.router.add_put("/v1/agent/check/update/{id}", self._check)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
+        self.address = ""
+
+    async def __aenter__(self) -> FakeConsul:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.address = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
+
+    async def _kv(self, request: web.Request) -> web.Response:
+        self.hits["kv"] += 1
+        if self.fail == "kv":
+            return web.Response(status=500, text="kv store down")
+        if request.query.get("index", "0") != "0":
+            await asyncio.sleep(0.1)  # a blocking query whose wait ends without a change
+        return web.Response(status=404, headers={"X-Consul-Index": "7"})
+
+    async def _check(self, request: web.Request) -> web.Response:
+        self.hits["check"] += 1
+        if self.fail == "check":
+            return web.Response(status=500, text="agent busy")
+        return web.Response(text="")
+
+    async def _ok(self, request: web.Request) -> web.Response:
+        self.hits[request.path.split("/")[4]] += 1
+        return web.Response(text="")
+
+
+def consul_engine(address: str) -> Engine:
+    """An engine whose TTL check reports every 0.1 s and whose Consul retries wait 30 s."""
+    consul = {"enabled": True, "address": address, "check_ttl_s": 0.3, "retry_s": 30.0}
+    return Engine(load_config(env={}, overrides={"consul": consul}))
+
+
+@pytest.mark.parametrize(
+    ("failing", "named"), [("kv", "kill switch"), ("check", "check")], ids=["kv", "check"]
+)
+async def test_a_consul_problem_is_cleared_only_by_the_task_that_met_it(
+    failing: str, named: str
+) -> None:
+    async with FakeConsul(fail=failing) as consul:
+        engine = consul_engine(consul.address)
+        link = engine.consul
+        assert link is not None
+        await link.start(engine)
+        try:  # the kill switch fails once (then waits 30 s) or the reports keep failing
+            await until(
+                lambda: consul.hits["check"] >= 4 and consul.hits["kv"] >= 1, 5, "four reports"
+            )
+            degraded = link.degraded()
+        finally:
+            await link.stop()
+    assert len(degraded) == 1
+    assert degraded[0].startswith(f"consul unreachable ({named}): ")
+    assert "HTTP 500" in degraded[0]
+
+
+async def test_stopping_the_consul_link_twice_or_before_starting_is_harmless() -> None:
+    async with FakeConsul(fail="") as consul:
+        engine = consul_engine(consul.address)
+        link = engine.consul
+        assert link is not None
+        await link.stop()  # never started: nothing to undo
+        await link.start(engine)
+        await until(lambda: consul.hits["check"] >= 1, 5, "a first report")
+        await link.stop()
+        await link.stop()
+    assert consul.hits["deregister"] == 1

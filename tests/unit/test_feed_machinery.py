@@ -1,12 +1,15 @@
-"""Backoff with full jitter and the REST limiter's pacing (no sockets, no sleeping on time)."""
+"""Backoff with full jitter, the REST limiter's pacing and the snapshot fetcher's close (no
+sockets, no sleeping on time)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
 from runtime.feeds import base
+from runtime.feeds.binance import DepthSnapshots
 from runtime.retry import Backoff
 
 
@@ -41,3 +44,19 @@ async def test_rest_limiter_lets_a_burst_through_then_spaces_requests(
     for _ in range(4):
         await limiter.acquire()
     assert waits == [0.1, 0.2]  # two at once, then one every 100 ms
+
+
+async def test_closing_depth_snapshots_ends_the_requests_in_flight() -> None:
+    limiter = base.RestLimiter(rate=1.0)
+    await limiter.acquire()  # the next request waits its turn for a second
+    snapshots = DepthSnapshots(
+        "http://127.0.0.1:1", {"BTC/USDT": "BTCUSDT"}, lambda _: None, limiter
+    )
+    snapshots.request("BTC/USDT")
+    [fetch] = asyncio.all_tasks() - {asyncio.current_task()}
+    await asyncio.sleep(0)  # it started and waits for the limiter
+    await snapshots.close()
+    assert fetch.cancelled()  # ended, not merely asked to
+    snapshots.request("BTC/USDT")  # too late: nothing starts after the close
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    await snapshots.close()  # and a second close is harmless

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.config import load_config
 from runtime.engine import Engine
+from runtime.feeds.base import WebsocketFeed
 from runtime.metrics import engine_registry
 from tests.unit.market_kit import binance_ticker, upbit_book
 
@@ -78,3 +79,23 @@ def test_values_reflect_what_happened() -> None:
     assert positions[("upbit", "BTC-KRW")] == pytest.approx(-positions[("binance", "BTC-USDT")])
     assert abs(positions[("binance", "BTC-USDT")]) > 0
     assert "process_resident_memory_bytes" in exposed
+
+
+def test_the_series_the_alerts_read_are_exported_for_every_venue_and_strategy() -> None:
+    engine = traded_engine()
+    engine.stats.started_ns = time.time_ns() - 60 * 10**9  # up for a minute
+    for venue in ("binance", "upbit"):
+        engine.feeds[venue] = WebsocketFeed(venue, "ws://127.0.0.1:1", lambda raw, ts: None)
+    engine.feeds["binance"].last_frame_ns = time.time_ns() - 20 * 10**9
+    exposed = scrape(engine)
+    staleness = {
+        labels["venue"]: value for labels, value in exposed["arbfleet_feed_staleness_seconds"]
+    }
+    assert staleness["binance"] == pytest.approx(20.0, abs=1.0)
+    assert staleness["upbit"] == pytest.approx(60.0, abs=1.0)  # never delivered: since start
+    strategies = {safe.name for safe in engine.strategies}
+    for name in ("arbfleet_risk_daily_loss", "arbfleet_risk_daily_loss_limit"):
+        assert {labels["strategy"] for labels, _ in exposed[name]} == strategies
+    assert all(value >= 0.0 for _, value in exposed["arbfleet_risk_daily_loss"])
+    assert all(value > 0.0 for _, value in exposed["arbfleet_risk_daily_loss_limit"])
+    assert {labels["strategy"] for labels, _ in exposed["arbfleet_position"]} == strategies

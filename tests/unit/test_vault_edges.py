@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,14 @@ import pytest
 from runtime.dbcreds import with_user
 from runtime.errors import CasConflictError, VaultUnavailableError
 from runtime.retry import Backoff
-from runtime.vault import ExchangeKeys, Layout, VaultSession, deployment_policy, parse_time
+from runtime.vault import (
+    ExchangeKeys,
+    KeyProvider,
+    Layout,
+    VaultSession,
+    deployment_policy,
+    parse_time,
+)
 
 
 class Canned:
@@ -106,6 +114,23 @@ def test_an_unreachable_vault_is_reported_as_such() -> None:
     with pytest.raises(VaultUnavailableError) as failure:
         keys.metadata("binance", "main")
     assert failure.value.reason == "unreachable"
+
+
+async def test_a_missing_token_file_is_named_as_such_not_as_vault_unreachable(
+    canned: Canned, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "vault_token"  # Nomad has not written it (yet)
+    session = VaultSession(canned.url, token_file=token_file)
+    with pytest.raises(VaultUnavailableError) as failure:
+        session.call("probe", lambda c: c.auth.token.lookup_self())
+    assert failure.value.reason == "no_token"
+    assert str(failure.value) == f"probe: no token file {token_file} (No such file or directory)"
+    keys = KeyProvider(ExchangeKeys(session, "exchanges"), {"binance": "main"})
+    await keys.sync()
+    assert keys.missing() == [
+        "no API key for binance from Vault yet (metadata of exchanges/binance/main: "
+        f"no token file {token_file} (No such file or directory))"
+    ]
 
 
 def test_a_denied_token_is_read_again_from_its_file(canned: Canned, tmp_path: Any) -> None:

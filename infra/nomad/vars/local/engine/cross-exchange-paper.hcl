@@ -1,5 +1,6 @@
 # cross_exchange in paper mode against the exchange simulator on 127.0.0.1:18900 (outside the
-# stack's ports). No accounts: paper mode needs no keys.
+# stack's ports). No accounts in Vault: paper mode needs no keys; the simulator's "paper"
+# accounts are locked in Consul all the same.
 strategy            = "cross_exchange"
 deployment          = "paper"
 mode                = "paper"
@@ -24,4 +25,10 @@ engine_config = <<-EOT
   [strategies.config]
   min_spread_bps = 30.0
   max_quantity = 0.01
+
+  # The simulator's accounts are locked as production's are: one engine at a time trades them
+  # (a canary waits for the lock while the engine it replaces still trades).
+  [consul.accounts]
+  binance = "paper"
+  upbit = "paper"
 EOT
