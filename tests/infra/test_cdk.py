@@ -120,7 +120,8 @@ def test_parse_names_jobs_policies_and_roles() -> None:
     ]
     assert fleet[1].vault_policy == "arbfleet-deployment-triangular-eth"
     assert fleet[1].vault_role == "arbfleet-triangular-eth"
-    assert fleet[2].vault_policy is None  # paper without keys: the generic workload role
+    # Paper without keys still has its own role: its PostgreSQL user comes from Vault.
+    assert fleet[2].vault_role == "arbfleet-cross-exchange-shadow"
 
 
 @pytest.mark.parametrize(
@@ -137,6 +138,7 @@ def test_parse_names_jobs_policies_and_roles() -> None:
         ({"accounts": {"binance": "_management"}}, "deployment[0].accounts.binance: account"),
         ({"accounts": {}}, "deployment[0].accounts: a live deployment needs"),
         ({"engine_config": "x = '${oops}'"}, "deployment[0].engine_config: must not contain"),
+        ({"engine_config": "a = 1\nEOT\n"}, "deployment[0].engine_config: a line 'EOT'"),
         ({"exchange_datacenter": ""}, "deployment[0].exchange_datacenter: must be a non-empty"),
         ({"venue": ["okx"]}, "deployment[0].venue: unknown field"),
         ({"mode": None}, "deployment[0].mode: missing"),
@@ -199,16 +201,19 @@ def test_one_engine_deployment_per_fleet_entry(synthesized: dict[str, dict[str, 
     assert set(production["jobs"]) - PRODUCTION_JOBS == PLATFORM_JOBS
     assert set(local["jobs"]) - {"cross-exchange-paper"} == PLATFORM_JOBS
     # Vault policy + JWT role (the module names them arbfleet-deployment-<job>, arbfleet-<job>):
-    # one per deployment with accounts, with exactly its accounts.
+    # one per deployment, with exactly its accounts (none in paper: the database role only).
     assert production["deployments"] == {
         "cross-exchange-btc": {"accounts": {"binance": "main", "upbit": "main"}},
         "triangular-eth": {"accounts": {"okx": "arb"}},
+        "cross-exchange-shadow": {"accounts": {}},
     }
-    assert local["deployments"] == {}
+    assert local["deployments"] == {"cross-exchange-paper": {"accounts": {}}}
     job = engine_jobs(synthesized["production-platform"])["triangular-eth"]
     assert job["jobspec"] == '${file("${local.repo}/infra/nomad/engine.nomad.hcl")}'
     assert job["var_files"][0] == '${file("${local.repo}/infra/nomad/vars/production/engine.hcl")}'
-    assert 'strategy = "triangular"\ndeployment = "eth"\n' in job["var_files"][1]
+    assert re.search(
+        r'^strategy +\= "triangular"\ndeployment +\= "eth"\n', job["var_files"][1], re.M
+    )
 
 
 def test_stacks_use_the_modules_in_place(
@@ -300,28 +305,11 @@ def test_engine_vars_pass_through_the_platform_modules_job_vars(
         assert set(values) <= set(declared[name]), name
 
 
-def test_fleet_file_generates_the_vars_files_of_infra_nomad(tmp_path: Path) -> None:
-    """fleet.toml describes the deployments infra/nomad/vars/<env>/engine/ runs by hand today:
-    decoded by Terraform, the generated vars equal those files' values."""
+def test_the_vars_files_of_infra_nomad_are_generated_from_the_fleet_file() -> None:
+    """fleet.toml is the one description of the deployments: every engine vars file of
+    infra/nomad is what `app.py --write-vars` writes from it, and nothing else is there."""
     fleet = app.load_fleet(app.HERE / "fleet.toml")
-    generated = {f"{d.env}/{d.job}": d.vars_hcl() for d in fleet}
-    by_hand = {
-        f"{p.parent.parent.name}/{p.stem}": p.read_text()
-        for p in (app.NOMAD / "vars").glob("*/engine/*.hcl")
-    }
-    assert set(generated) == set(by_hand)
-    root = {
-        **BUILTIN,
-        "locals": {"generated": generated, "by_hand": by_hand},
-        "output": {
-            side: {
-                "value": f"${{{{ for k, v in local.{side} : k => provider::terraform::decode_tfvars(v) }}}}"
-            }
-            for side in ("generated", "by_hand")
-        },
-    }
-    (tmp_path / "main.tf.json").write_text(json.dumps(root))
-    terraform(tmp_path, "init", "-input=false")
-    terraform(tmp_path, "apply", "-input=false", "-auto-approve")
-    out = json.loads(terraform(tmp_path, "output", "-json"))
-    assert out["generated"]["value"] == out["by_hand"]["value"]
+    assert {d.vars_path for d in fleet} == set((app.NOMAD / "vars").glob("*/engine/*.hcl"))
+    for d in fleet:
+        assert d.vars_path.read_text() == d.vars_hcl(), f"regenerate {d.vars_path}"
+    assert {d.env for d in fleet} == {"local", "production"}

@@ -4,8 +4,11 @@ Everything here is plain Python (fleet parsing and validation, naming, what each
 cdk.py, the only module importing cdktn, turns the `Stack` descriptions into Terraform JSON.
 
     python infra/terraform/cdk/app.py [--fleet FILE] [--outdir DIR]
+    python infra/terraform/cdk/app.py --write-vars
 
-writes DIR/stacks/<stack>/cdk.tf.json (default DIR: infra/terraform/cdk/cdktf.out).
+writes DIR/stacks/<stack>/cdk.tf.json (default DIR: infra/terraform/cdk/cdktf.out); with
+--write-vars, the engine deployments' vars files of infra/nomad/ (which `arbfleet deploy` and
+`nomad job run -var-file` read): fleet.toml is the one description of the deployments.
 """
 
 from __future__ import annotations
@@ -63,30 +66,49 @@ class Deployment:
         return f"{self.strategy.replace('_', '-')}-{self.name}"
 
     @property
-    def vault_policy(self) -> str | None:
-        """The deployment's own Vault policy (platform module); None without accounts, where
-        the engine runs under the generic nomad-workloads role (engine.nomad.hcl)."""
-        return f"arbfleet-deployment-{self.job}" if self.accounts else None
+    def vault_policy(self) -> str:
+        """The deployment's own Vault policy (platform module): its database role, and its
+        accounts' keys if it has any."""
+        return f"arbfleet-deployment-{self.job}"
 
     @property
-    def vault_role(self) -> str | None:
-        return f"arbfleet-{self.job}" if self.accounts else None
+    def vault_role(self) -> str:
+        """The JWT auth role the engine job logs in with (engine.nomad.hcl)."""
+        return f"arbfleet-{self.job}"
+
+    @property
+    def vars_path(self) -> Path:
+        return NOMAD / "vars" / self.env / "engine" / f"{self.job}.hcl"
 
     def vars_hcl(self) -> str:
-        """The deployment's vars file (what vars/<env>/engine/<job>.hcl holds by hand)."""
-        values: dict[str, Any] = {
+        """The deployment's vars file, vars/<env>/engine/<job>.hcl, as `nomad fmt` lays it out:
+        single-line values aligned, then accounts (a map) and the config (a heredoc)."""
+        single: dict[str, Any] = {
             "strategy": self.strategy,
             "deployment": self.name,
             "mode": self.mode,
             "venues": list(self.venues),
-            "engine_config": self.engine_config,
         }
-        if self.accounts:  # the job spec's default is none
-            values["accounts"] = self.accounts
         if self.exchange_datacenter is not None:
-            values["exchange_datacenter"] = self.exchange_datacenter
-        # JSON values are valid HCL expressions; the checks below exclude template sequences.
-        return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+            single["exchange_datacenter"] = self.exchange_datacenter
+        blocks = [VARS_HEADER, _aligned(single)]
+        if self.accounts:  # the job spec's default is none
+            blocks.append(f"accounts = {{\n{_aligned(self.accounts, indent='  ')}}}\n")
+        config = "".join(f"  {line}".rstrip() + "\n" for line in self.engine_config.splitlines())
+        # parse_deployment refuses template sequences and a line EOT in the config.
+        blocks.append(f"engine_config = <<-EOT\n{config}EOT\n")
+        return "\n".join(blocks)
+
+
+VARS_HEADER = (
+    "# Generated from infra/terraform/cdk/fleet.toml by `python infra/terraform/cdk/app.py\n"
+    "# --write-vars`: edit the deployment there, then regenerate.\n"
+)
+
+
+def _aligned(values: dict[str, Any], indent: str = "") -> str:
+    width = max(map(len, values))
+    return "".join(f"{indent}{k:<{width}} = {json.dumps(v)}\n" for k, v in values.items())
 
 
 def _str(where: str, value: Any) -> str:
@@ -140,6 +162,8 @@ def parse_deployment(where: str, entry: Any) -> Deployment:
     # The vars file passes through Terraform's JSON templates and then HCL: keep both literal.
     if "${" in config or "%{" in config:
         raise FleetError(f"{where}.engine_config: must not contain '${{' or '%{{'")
+    if any(line.strip() == "EOT" for line in config.splitlines()):
+        raise FleetError(f"{where}.engine_config: a line 'EOT' would end the vars file's heredoc")
     datacenter = entry.get("exchange_datacenter")
     if datacenter is not None:
         _str(f"{where}.exchange_datacenter", datacenter)
@@ -255,8 +279,8 @@ def generated_vars(**machine: str) -> str:
 
 
 def vault_deployments(deployments: list[Deployment]) -> dict[str, dict[str, Any]]:
-    """The platform module's `deployments`: a policy and JWT role per deployment with accounts."""
-    return {d.job: {"accounts": d.accounts} for d in deployments if d.accounts}
+    """The platform module's `deployments`: a policy and JWT role per deployment."""
+    return {d.job: {"accounts": d.accounts} for d in deployments}
 
 
 def production_cluster() -> Stack:
@@ -414,11 +438,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fleet", type=Path, default=HERE / "fleet.toml")
     parser.add_argument("--outdir", type=Path, default=HERE / "cdktf.out")
+    parser.add_argument(
+        "--write-vars",
+        action="store_true",
+        help="write each deployment's infra/nomad/vars/<env>/engine/<job>.hcl instead",
+    )
     args = parser.parse_args(argv)
     try:
         fleet = load_fleet(args.fleet)
     except FleetError as exc:
         sys.exit(f"error: {exc}")
+    if args.write_vars:
+        for d in fleet:
+            d.vars_path.write_text(d.vars_hcl())
+            print(f"wrote {os.path.relpath(d.vars_path)}")
+        return
     from infra.terraform.cdk import cdk  # cdktn starts node: only to synth
 
     cdk.synth(stacks(fleet), args.outdir.resolve(), REPO)

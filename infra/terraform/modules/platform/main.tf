@@ -145,6 +145,39 @@ resource "consul_acl_policy" "this" {
   rules = each.value
 }
 
+# Engines log in to Consul with their Nomad workload identity (the engine job's `consul_default`
+# identity, audience consul.io, when consul_acl = true) and get the engine policy: Nomad writes
+# the token to the task's secrets/consul_token.
+resource "consul_acl_auth_method" "nomad_workloads" {
+  count = var.consul_acls ? 1 : 0
+
+  name          = "nomad-workloads"
+  type          = "jwt"
+  display_name  = "Nomad workload identities"
+  max_token_ttl = "1h"
+  config_json = jsonencode({
+    JWKSURL          = var.jwt.jwks_url
+    JWKSCACert       = var.jwt.jwks_ca_pem
+    JWTSupportedAlgs = ["RS256", "EdDSA"]
+    BoundAudiences   = ["consul.io"]
+    ClaimMappings = {
+      nomad_namespace = "nomad_namespace"
+      nomad_job_id    = "nomad_job_id"
+      nomad_task      = "nomad_task"
+    }
+  })
+}
+
+resource "consul_acl_binding_rule" "engine_tasks" {
+  count = var.consul_acls ? 1 : 0
+
+  auth_method = consul_acl_auth_method.nomad_workloads[0].name
+  description = "The engine task of every strategy deployment gets the engine policy."
+  selector    = "value.nomad_task == engine"
+  bind_type   = "policy"
+  bind_name   = consul_acl_policy.this["arbfleet-engine"].name
+}
+
 resource "consul_keys" "this" {
   count = var.kill_switch == null ? 0 : 1
 

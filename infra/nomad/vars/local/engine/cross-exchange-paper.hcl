@@ -1,6 +1,6 @@
-# cross_exchange in paper mode against the exchange simulator on 127.0.0.1:18900 (outside the
-# stack's ports). No accounts in Vault: paper mode needs no keys; the simulator's "paper"
-# accounts are locked in Consul all the same.
+# Generated from infra/terraform/cdk/fleet.toml by `python infra/terraform/cdk/app.py
+# --write-vars`: edit the deployment there, then regenerate.
+
 strategy            = "cross_exchange"
 deployment          = "paper"
 mode                = "paper"

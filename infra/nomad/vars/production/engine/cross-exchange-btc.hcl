@@ -1,5 +1,6 @@
-# cross_exchange live on Binance and Upbit, BTC. Both venues' matching engines are in East Asia
-# (AWS Tokyo, Seoul): prefer the Singapore datacenter.
+# Generated from infra/terraform/cdk/fleet.toml by `python infra/terraform/cdk/app.py
+# --write-vars`: edit the deployment there, then regenerate.
+
 strategy            = "cross_exchange"
 deployment          = "btc"
 mode                = "live"
