@@ -219,8 +219,10 @@ class DatabaseCredentials:
         except (PersistenceError, OSError, asyncpg.PostgresError) as exc:
             # The writer could not use them: keep the old user, drop the new one, retry later.
             await self._revoke(new)
+            # PersistenceError messages are ours (no DSN); others only by type.
+            detail = str(exc) if isinstance(exc, PersistenceError) else type(exc).__name__
             raise VaultUnavailableError(
-                f"new database user not usable: {type(exc).__name__}", reason="error"
+                f"new database user not usable: {detail}", reason="error"
             ) from exc
         self.lease = new
         self.replacements += 1

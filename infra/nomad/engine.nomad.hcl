@@ -16,7 +16,9 @@
 # among the instances tagged with its own Nomad namespace, and writes as a short-lived PostgreSQL
 # user of its own from Vault's database secrets engine (runtime/dbcreds.py). An environment
 # without one of them leaves its service name empty; a store not (yet) registered is simply not
-# configured, and the task restarts with it once it passes its check (a template change).
+# configured, and the task restarts with it once it is (a template change). Instances are taken
+# whatever their check says: a store that is down keeps its address, and the engine buffers and
+# spills until it is back instead of restarting without it.
 
 # --- the deployment ---------------------------------------------------------------------------
 
@@ -246,11 +248,11 @@ locals {
     !var.consul_acl ? {} : { ARBFLEET_CONSUL__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token" },
     { for venue, account in var.accounts : "ARBFLEET_VAULT__ACCOUNTS__${upper(venue)}" => account },
   )
-  # Passing instances of each store's service tagged with the job's own namespace
-  # (consul-template's "tag.name" form), as environment variables for the engine.
-  stores = join("\n", compact([
-    var.postgres_service == "" ? "" : "{{ range service (printf \"%s.${var.postgres_service}\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_POSTGRES__DSN=postgresql://{{ .Address }}:{{ .Port }}/${var.postgres_database}{{ end }}",
-    var.redis_service == "" ? "" : "{{ range service (printf \"%s.${var.redis_service}\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_REDIS__URL=redis://{{ .Address }}:{{ .Port }}/0{{ end }}",
+  # Each store's instances tagged with the job's own namespace, whatever their health
+  # (consul-template's "tag.name|any"), as environment variables for the engine.
+  stores = join("", compact([
+    var.postgres_service == "" ? "" : "{{ range service (printf \"%s.${var.postgres_service}|any\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_POSTGRES__DSN=postgresql://{{ .Address }}:{{ .Port }}/${var.postgres_database}\n{{ end }}",
+    var.redis_service == "" ? "" : "{{ range service (printf \"%s.${var.redis_service}|any\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_REDIS__URL=redis://{{ .Address }}:{{ .Port }}/0\n{{ end }}",
   ]))
 }
 
@@ -366,11 +368,14 @@ job "engine" {
 
       # Where the stores are, from Consul; a store moving (or appearing) restarts the engine,
       # which flushes and reconnects within its shutdown deadline.
-      template {
-        data        = local.stores
-        destination = "local/stores.env"
-        env         = true
-        change_mode = "restart"
+      dynamic "template" {
+        for_each = local.stores == "" ? [] : [local.stores]
+        content {
+          data        = template.value
+          destination = "local/stores.env"
+          env         = true
+          change_mode = "restart"
+        }
       }
 
       dynamic "template" {

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ import nomad
 from runtime import deploy
 from runtime.devstack import stack
 from runtime.errors import DeployError
+from runtime.logging import register_secret
+from runtime.vault import Layout, apply_layout
 
 Say = Callable[[str], None]
 POLL_S = 1.0
@@ -51,10 +53,10 @@ LOCAL_SIMULATOR = "127.0.0.1:18900"
 class Fleet:
     namespace: str
     outcomes: tuple[deploy.Outcome, ...]
-    postgres_admin_dsn: str | None
+    elapsed_s: float
+    postgres_admin_dsn: str | None = field(repr=False)
     """The TimescaleDB instance's superuser DSN (password inside: never print it); None without
     the timescaledb job."""
-    elapsed_s: float
 
 
 def api_for(namespace: str) -> nomad.Nomad:
@@ -117,12 +119,15 @@ def up(namespace: str, units: Iterable[deploy.Unit] | None = None, say: Say = pr
     admin_dsn = postgres_admin_dsn(namespace, password) if with_database else None
     configure_vault(vault, admin_dsn, say)
     outcomes += deploy_together(namespace, engines, say)
-    return Fleet(namespace, tuple(outcomes), admin_dsn, time.monotonic() - started)
+    return Fleet(namespace, tuple(outcomes), time.monotonic() - started, admin_dsn)
 
 
 def seed_secrets(vault: hvac.Client, namespace: str) -> str:
-    """Write the platform jobs' secrets that are missing; the TimescaleDB superuser password."""
-    password = secrets.token_urlsafe(24)
+    """Write the platform jobs' secrets that are missing; the TimescaleDB superuser password
+    (the backup job logs in with the same)."""
+    stored = read_secret(vault, f"{namespace}/timescaledb/postgres")
+    password = str(stored["password"]) if stored else secrets.token_urlsafe(24)
+    register_secret(password)
     wanted = {
         "timescaledb/postgres": {"password": password},
         "backup/postgres": {"username": "postgres", "password": password},
@@ -135,10 +140,7 @@ def seed_secrets(vault: hvac.Client, namespace: str) -> str:
             vault.secrets.kv.v2.create_or_update_secret(
                 path=f"{namespace}/{path}", secret=secret, mount_point="secret"
             )
-    stored = read_secret(vault, f"{namespace}/timescaledb/postgres")
-    if stored is None:
-        raise DeployError(f"secret/{namespace}/timescaledb/postgres vanished after writing it")
-    return str(stored["password"])
+    return password
 
 
 def read_secret(vault: hvac.Client, path: str) -> dict[str, Any] | None:
@@ -189,7 +191,6 @@ def configure_vault(vault: hvac.Client, admin_dsn: str | None, say: Say) -> None
     """The Vault layout (every deployment's role), and the database secrets engine on
     ``admin_dsn``'s server if there is one."""
     from runtime.dbcreds import apply_database, bootstrap_roles
-    from runtime.vault import Layout, apply_layout
 
     layout = Layout.load()
     apply_layout(vault, layout)
@@ -206,16 +207,16 @@ def configure_vault(vault: hvac.Client, admin_dsn: str | None, say: Say) -> None
 def problems(namespace: str) -> list[str]:
     """What keeps the namespace's fleet from being healthy; empty when it is.
 
-    Every allocation Nomad wants running (the periodic jobs have none between runs) is running,
-    and every Consul check registered for one of them passes: Nomad's service checks and the
-    engines' own "can trade" TTL checks, whose service ids carry the allocation id too.
+    Every allocation Nomad wants running is running (a periodic job's finished runs do not
+    count), and every Consul check registered for one of them passes: Nomad's service checks
+    and the engines' own "can trade" TTL checks, whose service ids carry the allocation id too.
     """
     api = api_for(namespace)
     found = []
     allocations = [
         api.allocation.get_allocation(a["ID"])
         for a in api.allocations.get_allocations()
-        if a["DesiredStatus"] == "run"
+        if a["DesiredStatus"] == "run" and a["ClientStatus"] != "complete"
     ]
     if not allocations:
         return [f"no allocation in {namespace}"]
@@ -226,9 +227,9 @@ def problems(namespace: str) -> list[str]:
             found.append(f"{name}: {alloc['ClientStatus']}")
             continue
         mine = [c for c in checks if alloc["ID"] in c.get("ServiceID", "")]
-        expected = len(services_of(alloc))
-        if len({c["ServiceID"] for c in mine}) < expected:
-            found.append(f"{name}: {len(mine)} of {expected} services registered")
+        registered, expected = len({c["ServiceID"] for c in mine}), len(services_of(alloc))
+        if registered < expected:
+            found.append(f"{name}: {registered} of {expected} services registered")
         found += [
             f"{name}: {c['ServiceName']} {c['Name']} {c['Status']}: {c['Output'].strip()[:200]}"
             for c in mine
@@ -278,23 +279,36 @@ def wait(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def down(namespace: str, say: Say = print) -> None:
-    """Engines first, then the database secrets engine (its users are dropped while PostgreSQL
-    runs), then every other job; the namespace is deleted. Host volume data stays."""
-    from runtime.vault import Layout
-
+    """The local environment's jobs in ``namespace``: engines first, then the database secrets
+    engine if it serves this fleet's TimescaleDB (its users are dropped while PostgreSQL still
+    runs), then the rest; the namespace is deleted unless it is Nomad's default. Data stays."""
     api = api_for(namespace)
-    jobs = [api.job.get_job(j["ID"]) for j in api.jobs.get_jobs()]
-    engines = [j["ID"] for j in jobs if (j.get("Meta") or {}).get("strategy")]
-    stop(api, engines, say)
-    mount = Layout.load().db_mount
+    ours = {u.name for u in deploy.units(deploy.LOCAL_ENV)}
+    jobs = [j["ID"] for j in api.jobs.get_jobs() if j["ID"] in ours]
+    engines = [u.name for u in deploy.units(deploy.LOCAL_ENV) if u.spec.name == ENGINE_SPEC]
+    stop(api, [j for j in jobs if j in engines], say)
+    layout = Layout.load()
     vault = vault_client()
-    with_database = any(j["ID"] == "timescaledb" for j in jobs)
-    if with_database and f"{mount}/" in vault.sys.list_mounted_secrets_engines()["data"]:
-        vault.sys.disable_secrets_engine(mount)
-        say(f"vault: {mount}/ removed, its users revoked")
-    stop(api, [j["ID"] for j in jobs if j["ID"] not in engines], say)
+    timescaledb = passing_instance("timescaledb", namespace)
+    if timescaledb is not None and timescaledb in database_target(vault, layout):
+        vault.sys.disable_secrets_engine(layout.db_mount)
+        say(f"vault: {layout.db_mount}/ removed, its users revoked")
+    stop(api, [j for j in jobs if j not in engines], say)
     api.system.initiate_garbage_collection()
-    api.namespace.delete_namespace(namespace)
+    if namespace != "default":
+        api.namespace.delete_namespace(namespace)
+
+
+def database_target(vault: hvac.Client, layout: Layout) -> str:
+    """The connection URL of the database secrets engine ("" if there is none): one per Vault,
+    pointed at the TimescaleDB of the last fleet brought up."""
+    try:
+        config = vault.secrets.database.read_connection(
+            layout.db_connection, mount_point=layout.db_mount
+        )
+    except hvac.exceptions.VaultError:
+        return ""
+    return str(config["data"]["connection_details"].get("connection_url", ""))
 
 
 def stop(api: nomad.Nomad, job_ids: list[str], say: Say) -> None:

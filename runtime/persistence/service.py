@@ -249,27 +249,27 @@ class Persistence:
     async def _start_writer(self) -> None:
         assert self.writer is not None
         # With users from Vault, the DSN names no user until the first one arrives.
-        if self._config.vault.database_mount is None:
-            await self._migrate()
+        if self._config.vault.database_mount is None and self.migrations_pending:
+            try:
+                await self._migrate(self.writer.dsn)
+            except PersistenceError as exc:
+                logger.error(f"{exc}; rows are kept meanwhile")
         await self.writer.start()
 
     async def use_credentials(self, dsn: str) -> None:
-        """The writer's next PostgreSQL user (runtime/dbcreds.py); with the first, the migrations
-        that could not run at start."""
+        """The writer's next PostgreSQL user (runtime/dbcreds.py). The migrations on start run
+        with the first; PersistenceError if they fail, so that user is given back and the next
+        one tries again (with backoff) instead of the writer waiting a day for its replacement."""
         assert self.writer is not None
+        if self.migrations_pending:
+            await self._migrate(dsn)
         await self.writer.replace_pool(dsn)
-        await self._migrate()
 
-    async def _migrate(self) -> None:
-        """The migrations on start, once; a failure keeps rows in the writer and is retried with
-        the next credentials."""
-        if not self.migrations_pending or self.writer is None:
-            return
+    async def _migrate(self, dsn: str) -> None:
         try:
-            report = await run_migrations(self.writer.dsn, self._config.postgres)
+            report = await run_migrations(dsn, self._config.postgres)
         except (OSError, TimeoutError, asyncpg.PostgresError, PersistenceError) as exc:
-            logger.error(f"migrations on start failed, rows are kept meanwhile: {exc}")
-            return
+            raise PersistenceError(f"migrations on start failed: {exc}") from exc
         self.migrations_pending = False
         logger.info(str(report))
 

@@ -207,7 +207,7 @@ def test_engine_config_and_environment_load(
     # The stores come from Consul (local/stores.env); users from Vault's database engine.
     stores = templates["local/stores.env"]
     assert stores["Envvars"] and stores["ChangeMode"] == "restart"
-    assert 'printf "%s.timescaledb" (env "NOMAD_NAMESPACE")' in stores["EmbeddedTmpl"]
+    assert 'printf "%s.timescaledb|any" (env "NOMAD_NAMESPACE")' in stores["EmbeddedTmpl"]
     assert config.vault.database_mount == "database" and config.postgres.migrate_on_start
     assert config.postgres.owner_role == "arbfleet_writer"
     assert task["KillTimeout"] == (config.shutdown.deadline_s + 10) * 10**9

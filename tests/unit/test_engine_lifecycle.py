@@ -101,8 +101,12 @@ async def test_the_health_server_stops_once_however_often_it_is_stopped() -> Non
     server = HealthServer(engine, "127.0.0.1", 0)
     await server.stop()  # never started: nothing to undo
     await server.start()
-    await server.stop()
-    await server.stop()
+    async with aiohttp.ClientSession() as http:
+        assert (await http.get(f"{server.url}/health")).status == 200
+        await server.stop()
+        await server.stop()
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(f"{server.url}/health")
 
 
 # --- feed supervision ----------------------------------------------------------------------

@@ -151,10 +151,11 @@ resource "consul_acl_policy" "this" {
 resource "consul_acl_auth_method" "nomad_workloads" {
   count = var.consul_acls ? 1 : 0
 
-  name          = "nomad-workloads"
-  type          = "jwt"
-  display_name  = "Nomad workload identities"
-  max_token_ttl = "1h"
+  # No max_token_ttl: Nomad does not renew the Consul tokens it gets for workload identities,
+  # so a token that expired would take the engine's TTL check, session and locks with it.
+  name         = "nomad-workloads"
+  type         = "jwt"
+  display_name = "Nomad workload identities"
   config_json = jsonencode({
     JWKSURL          = var.jwt.jwks_url
     JWKSCACert       = var.jwt.jwks_ca_pem
@@ -172,10 +173,12 @@ resource "consul_acl_binding_rule" "engine_tasks" {
   count = var.consul_acls ? 1 : 0
 
   auth_method = consul_acl_auth_method.nomad_workloads[0].name
-  description = "The engine task of every strategy deployment gets the engine policy."
-  selector    = "value.nomad_task == engine"
-  bind_type   = "policy"
-  bind_name   = consul_acl_policy.this["arbfleet-engine"].name
+  description = "The engine task of each strategy deployment gets the engine policy."
+  # Only the engine tasks of the deployments: a task merely named "engine" elsewhere does not
+  # get write on the account locks.
+  selector  = format("value.nomad_task == engine and value.nomad_job_id matches \"^(%s)$\"", join("|", keys(var.deployments)))
+  bind_type = "policy"
+  bind_name = consul_acl_policy.this["arbfleet-engine"].name
 }
 
 resource "consul_keys" "this" {

@@ -1,5 +1,12 @@
 # An engine: its own services and TTL checks, the kill switch (read), its account locks
-# (sessions and keys under arbfleet/locks/).
+# (sessions and keys under arbfleet/locks/), and the stores it finds in Consul (Nomad renders
+# the engine's stores template with this token).
+service "timescaledb" {
+  policy = "read"
+}
+service "redis" {
+  policy = "read"
+}
 service_prefix "arbfleet-" {
   policy = "write"
 }
