@@ -1,5 +1,6 @@
 """The whole local fleet on the local stack: every job of ``infra/nomad/`` with its local vars, in
-one Nomad namespace, and what the jobs need from Vault (``arbfleet dev fleet up|down|check``).
+one Nomad namespace, and what the jobs need from Vault (``arbfleet dev fleet-up|fleet-check|
+fleet-down``).
 
 What Terraform's platform module does in production, ``up`` does for the local stack, in order:
 
@@ -14,9 +15,9 @@ What Terraform's platform module does in production, ``up`` does for the local s
 
 ``check`` lists what is not yet healthy: an allocation not running, a Consul check of the
 namespace's allocations (the engines' own "can trade" checks included) not passing.
-``down`` stops the engines, removes the database secrets engine (revoking the engines' users
-while PostgreSQL still runs), then purges the rest and deletes the namespace. The data in the
-host volume is kept.
+``down`` stops the engines, removes the database secrets engine if it serves this fleet
+(revoking the engines' users while PostgreSQL still runs), then purges the rest and deletes the
+namespace (not Nomad's default). The data in the host volume is kept.
 """
 
 from __future__ import annotations
