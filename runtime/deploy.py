@@ -112,6 +112,16 @@ def host_variables() -> dict[str, str]:
     }
 
 
+def _local_vault_variables(job_id: str, wanted: set[str]) -> dict[str, str | list[str]]:
+    """How the local Nomad's tasks get their secrets-store token (its generation decides)."""
+    values: dict[str, str | list[str]] = {}
+    if "vault_identity" in wanted:
+        values["vault_identity"] = stack.vault_identity()
+    if "vault_policies" in wanted and stack.vault_identity() == "legacy_token":
+        values["vault_policies"] = stack.legacy_vault_policies(job_id)
+    return values
+
+
 def file_variable(pattern: str) -> str | dict[str, str]:
     if "*" not in pattern:
         return (REPO / pattern).read_text()
@@ -130,11 +140,12 @@ def assigned_variables(var_file: Path) -> set[str]:
 def generated_variables(u: Unit) -> str:
     """Var-file content for what the unit's job declares and its vars files leave to us."""
     wanted = declared_variables(u.spec) - set().union(*map(assigned_variables, u.var_files))
-    values: dict[str, str | dict[str, str]] = {
+    values: dict[str, str | list[str] | dict[str, str]] = {
         name: file_variable(pattern) for name, pattern in FILE_VARIABLES.items() if name in wanted
     }
     if u.env == LOCAL_ENV:
         values.update({k: v for k, v in host_variables().items() if k in wanted})
+        values.update(_local_vault_variables(u.name, wanted))
     return "".join(f"{name} = {hcl_value(value)}\n" for name, value in sorted(values.items()))
 
 
@@ -144,9 +155,11 @@ def variables(u: Unit) -> str:
     return "\n".join(path.read_text() for path in u.var_files) + "\n" + generated_variables(u)
 
 
-def hcl_value(value: str | dict[str, str]) -> str:
+def hcl_value(value: str | list[str] | dict[str, str]) -> str:
     if isinstance(value, str):
         return hcl_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(hcl_string, value)) + "]"
     return "{\n" + "".join(f"  {hcl_string(k)} = {hcl_string(v)}\n" for k, v in value.items()) + "}"
 
 

@@ -164,6 +164,22 @@ variable "vault_role" {
   description = "Vault JWT auth role of the task. Empty: arbfleet-<job>, the deployment's own role, or the stack's generic nomad-workloads for a deployment without accounts."
 }
 
+variable "vault_identity" {
+  type        = string
+  default     = "workload_identity"
+  description = "How a task gets its Vault/OpenBao token, the one difference between Nomad generations: workload_identity (Nomad 1.7 and later: the task's signed identity logs in to vault_role) or legacy_token (Nomad 1.6 and earlier, e.g. the open-source 1.6.1 our tests run: Nomad's servers create a token with vault_policies)."
+  validation {
+    condition     = contains(["workload_identity", "legacy_token"], var.vault_identity)
+    error_message = "The vault_identity must be workload_identity or legacy_token."
+  }
+}
+
+variable "vault_policies" {
+  type        = list(string)
+  default     = []
+  description = "With vault_identity = legacy_token only: the policies of the task's token, those vault_role grants (`arbfleet deploy` fills them in on the local stack)."
+}
+
 # --- stores ---------------------------------------------------------------------------------
 
 variable "postgres_service" {
@@ -341,15 +357,27 @@ job "engine" {
 
       # The engine re-reads secrets/vault_token itself when Vault refuses the old one, so a
       # re-issued token needs no restart.
-      vault {
-        role        = local.vault_role
-        change_mode = "noop"
+      # One of the two, by Nomad generation (var.vault_identity).
+      dynamic "vault" {
+        for_each = var.vault_identity == "workload_identity" ? [local.vault_role] : []
+        content {
+          role = vault.value
+          change_mode = "noop"
+        }
+      }
+      dynamic "vault" {
+        for_each = var.vault_identity == "legacy_token" ? [var.vault_policies] : []
+        content {
+          policies = vault.value
+          change_mode = "noop"
+        }
       }
 
-      # With Consul ACLs, Nomad logs in to Consul with this identity and writes the task's token
-      # to secrets/consul_token (ARBFLEET_CONSUL__TOKEN_FILE).
+      # With Consul ACLs, Nomad 1.7+ logs in to Consul with this identity and writes the task's
+      # token to secrets/consul_token (ARBFLEET_CONSUL__TOKEN_FILE). Older Nomad has no such
+      # identity: there the token would have to come another way (a template).
       dynamic "identity" {
-        for_each = var.consul_acl ? ["consul_default"] : []
+        for_each = var.consul_acl && var.vault_identity == "workload_identity" ? ["consul_default"] : []
         content {
           name = identity.value
           aud  = ["consul.io"]

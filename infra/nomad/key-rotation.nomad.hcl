@@ -65,6 +65,22 @@ variable "vault_role" {
   description = "Vault JWT auth role of the rotation tasks; its policy (secrets/policies/key-rotation.hcl.tmpl) may write new key versions."
 }
 
+variable "vault_identity" {
+  type        = string
+  default     = "workload_identity"
+  description = "How a task gets its Vault/OpenBao token, the one difference between Nomad generations: workload_identity (Nomad 1.7 and later: the task's signed identity logs in to vault_role) or legacy_token (Nomad 1.6 and earlier, e.g. the open-source 1.6.1 our tests run: Nomad's servers create a token with vault_policies)."
+  validation {
+    condition     = contains(["workload_identity", "legacy_token"], var.vault_identity)
+    error_message = "The vault_identity must be workload_identity or legacy_token."
+  }
+}
+
+variable "vault_policies" {
+  type        = list(string)
+  default     = []
+  description = "With vault_identity = legacy_token only: the policies of the task's token, those vault_role grants (`arbfleet deploy` fills them in on the local stack)."
+}
+
 locals {
   arbfleet = var.driver == "docker" ? "arbfleet" : "${var.venv}/bin/arbfleet"
 }
@@ -74,7 +90,7 @@ job "key-rotation" {
   type        = "batch"
 
   periodic {
-    crons            = [var.schedule]
+    cron             = var.schedule
     time_zone        = "UTC"
     prohibit_overlap = true
   }
@@ -92,8 +108,18 @@ job "key-rotation" {
       unlimited = false
     }
 
-    vault {
-      role = var.vault_role
+    # One of the two, by Nomad generation (var.vault_identity).
+    dynamic "vault" {
+      for_each = var.vault_identity == "workload_identity" ? [var.vault_role] : []
+      content {
+        role = vault.value
+      }
+    }
+    dynamic "vault" {
+      for_each = var.vault_identity == "legacy_token" ? [var.vault_policies] : []
+      content {
+        policies = vault.value
+      }
     }
 
     dynamic "task" {

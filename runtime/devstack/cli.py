@@ -10,7 +10,7 @@ from runtime.errors import ArbfleetError, DeployError
 
 
 def add_toolchain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("toolchain", help="the pinned Nomad/Consul/Vault/Terraform")
+    parser = subparsers.add_parser("toolchain", help="the pinned OpenTofu, OpenBao, Nomad, Consul, Prometheus and providers")
     parser.add_argument("action", choices=["install", "status", "env"])
     parser.set_defaults(handler=_toolchain)
 
@@ -21,7 +21,7 @@ FLEET_ACTIONS = ("fleet-up", "fleet-check", "fleet-down")
 def add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "dev",
-        help="the local Nomad/Consul/Vault/PostgreSQL/Redis, and the whole fleet on it",
+        help="the local Nomad/Consul/OpenBao/PostgreSQL/Redis, and the whole fleet on it",
         description="fleet-up deploys every job of infra/nomad with its local vars into "
         "--namespace (runtime/devstack/fleet.py); its engines trade on `arbfleet simulator`. "
         "fleet-check lists what is not healthy; fleet-down removes it all (data stays).",

