@@ -361,14 +361,14 @@ job "engine" {
       dynamic "vault" {
         for_each = var.vault_identity == "workload_identity" ? [local.vault_role] : []
         content {
-          role = vault.value
+          role        = vault.value
           change_mode = "noop"
         }
       }
       dynamic "vault" {
         for_each = var.vault_identity == "legacy_token" ? [var.vault_policies] : []
         content {
-          policies = vault.value
+          policies    = vault.value
           change_mode = "noop"
         }
       }

@@ -691,6 +691,9 @@ def up(say: Say = _say, ports: Ports | None = None) -> Endpoints:
     started: list[Service] = []
     try:
         for service in build_services(ports):
+            if service.name == "nomad" and any(s.name == "openbao" for s in started):
+                # A new dev OpenBao knows nothing of the running Nomad's token and roles.
+                _stop(service, say)
             if _start(service, say):
                 started.append(service)
     except BaseException:

@@ -51,7 +51,7 @@ def test_up_twice_then_down_leaves_nothing(state: Path, monkeypatch: pytest.Monk
     first = _dev(state, "up")
     assert first.returncode == 0, first.stdout + first.stderr
     pids = _pids(state)
-    assert set(pids) == {"consul", "vault", "nomad", "postgres", "redis"}
+    assert set(pids) == {"consul", "openbao", "nomad", "postgres", "redis"}
 
     second = _dev(state, "up")
     assert second.returncode == 0, second.stdout + second.stderr

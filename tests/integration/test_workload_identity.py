@@ -57,7 +57,9 @@ def nomad_identity(
 
 def login(vault: hvac.Client, role: str, token: str) -> hvac.Client:
     """A client holding the store token a JWT login to ``role`` returns."""
-    response = vault.auth.jwt.jwt_login(role=role, jwt=token, path=stack.WI_AUTH_PATH)
+    response = vault.auth.jwt.jwt_login(
+        role=role, jwt=token, path=stack.WI_AUTH_PATH, use_token=False
+    )
     return hvac.Client(url=vault.url, token=response["auth"]["client_token"], timeout=10)
 
 
@@ -89,9 +91,9 @@ def test_the_generic_role_reads_the_jobs_own_secret_and_not_another_jobs(
     mine, theirs = job_ids
     client = login(vault, stack.WI_ROLE, nomad_identity(mine))
 
-    assert read(client, f"{mine}/config") == {"owner": mine}
+    assert read(client, f"default/{mine}/config") == {"owner": mine}
     with pytest.raises(hvac.exceptions.Forbidden):
-        read(client, f"{theirs}/config")
+        read(client, f"default/{theirs}/config")
 
 
 def test_the_generic_role_scopes_by_namespace_too(
@@ -101,7 +103,7 @@ def test_the_generic_role_scopes_by_namespace_too(
     client = login(vault, stack.WI_ROLE, nomad_identity(mine, namespace="other"))
 
     with pytest.raises(hvac.exceptions.Forbidden):
-        read(client, f"{mine}/config")  # default/<job>/: another namespace's job of that name
+        read(client, f"default/{mine}/config")  # the job of that name in another namespace
 
 
 def test_a_wrong_audience_is_refused(vault: hvac.Client, job_ids: tuple[str, str]) -> None:

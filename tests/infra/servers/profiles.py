@@ -113,7 +113,7 @@ def local() -> Profile:
     return Profile(
         name="local",
         agents={
-            "server": (consul_server, nomad_server, Agent("vault", me, ((host, ports.vault),))),
+            "server": (consul_server, nomad_server, Agent("bao", me, ((host, ports.vault),))),
             "client": (consul_client, nomad_client),
             "data": (
                 consul_client,
