@@ -1,8 +1,8 @@
 """The one entry point for people: demo, toolchain, stack, tests, bench, lint.
 
 nox -s demo                    the engine on embedded defaults, against the exchange simulator
-nox -s toolchain               the pinned Nomad, Consul, Vault, Terraform and providers
-nox -s stack -- up|down|status the local Nomad/Consul/Vault/PostgreSQL/Redis stack
+nox -s toolchain               the pinned OpenTofu, OpenBao, Nomad, Consul, Prometheus, providers
+nox -s stack -- up|down|status the local Nomad/Consul/OpenBao/PostgreSQL/Redis stack
 nox -s tests                   every test, against real services started by the session
 nox -s bench [-- --quick]      benchmarks; figures in bench/results.json
 nox -s lint                    ruff and mypy

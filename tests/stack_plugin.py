@@ -80,7 +80,9 @@ Terraform = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture(scope="session")
 def terraform(local_stack: stack.Endpoints) -> Terraform:
-    """Run the pinned ``terraform`` offline (providers from the mirror) against the stack."""
+    """Run the toolchain's Terraform CLI (``toolchain.terraform_program()``: OpenTofu's ``tofu``)
+    offline (providers from the mirror) against the stack."""
+    program = toolchain.terraform_program()
     env = toolchain.tool_env()
     env.update(local_stack.env())
     env["NOMAD_ADDR"] = local_stack.nomad
@@ -89,7 +91,7 @@ def terraform(local_stack: stack.Endpoints) -> Terraform:
 
     def run(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            ["terraform", *args],
+            [program, *args],
             cwd=workdir,
             env=env,
             capture_output=True,
@@ -98,7 +100,7 @@ def terraform(local_stack: stack.Endpoints) -> Terraform:
             timeout=600,
         )
         if check and proc.returncode != 0:
-            pytest.fail(f"terraform {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+            pytest.fail(f"{program} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     return run
@@ -113,6 +115,16 @@ def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "c
             return result
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def vault_stanza(job_id: str, role: str = "") -> str:
+    """The body of a task's ``vault`` block on the local Nomad: log in to ``role`` with the
+    task's workload identity (Nomad 1.7+; empty: the stack's default role), or, on the legacy
+    integration, a token with the policies that role would grant."""
+    if stack.vault_identity() == "workload_identity":
+        return f'role = "{role}"' if role else ""
+    policies = ", ".join(f'"{p}"' for p in stack.legacy_vault_policies(job_id))
+    return f"policies = [{policies}]"
 
 
 def pytest_report_header(config: pytest.Config) -> str:

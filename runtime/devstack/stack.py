@@ -550,7 +550,11 @@ def build_services(ports: Ports | None = None) -> list[Service]:
             lambda: http_ok(f"{ep.vault}/v1/sys/health"),
             prepare=prepare_vault,
             # through the environment, not argv: argv is world-readable in /proc
-            env=lambda: {"BAO_DEV_ROOT_TOKEN_ID": ep.vault_token()},
+            # (VAULT_ for a HashiCorp Vault standing in, with ARBFLEET_TOOLCHAIN=path)
+            env=lambda: {
+                "BAO_DEV_ROOT_TOKEN_ID": ep.vault_token(),
+                "VAULT_DEV_ROOT_TOKEN_ID": ep.vault_token(),
+            },
         ),
         Service(
             "nomad",

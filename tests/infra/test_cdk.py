@@ -1,10 +1,11 @@
 """infra/terraform/cdk: fleet parsing and validation (plain Python), the app's synthesized
-Terraform JSON, and real Terraform on that output where this machine has the providers.
+Terraform JSON, and the toolchain's OpenTofu (``toolchain.terraform_program()``) on that output
+where this machine has the providers.
 
-Only hcloud and Terraform's built-in provider are available offline (docs/toolchain.md), so
-`terraform validate` runs on the stacks needing nothing else (VALIDATED); the platform stacks
+Only hcloud and the built-in provider are available offline (docs/toolchain.md), so
+`tofu validate` runs on the stacks needing nothing else (VALIDATED); the platform stacks
 need vault, consul and nomad and are checked here by their JSON structure, and their engine jobs'
-vars by real Terraform through the provider-free nomad-job-vars module they feed.
+vars by a real apply through the provider-free nomad-job-vars module they feed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ TEST_FLEET = [
     {**ENTRY, "name": "shadow", "mode": "paper", "accounts": {}},
     {**ENTRY, "env": "local", "name": "paper", "mode": "paper", "accounts": {}},
 ]
-# decode_tfvars is a function of Terraform's built-in provider, which a root must declare.
+# decode_tfvars is a function of the built-in provider (Terraform's and OpenTofu's), which a
+# root must declare.
 BUILTIN = {
     "terraform": {"required_providers": {"terraform": {"source": "terraform.io/builtin/terraform"}}}
 }
@@ -71,8 +73,9 @@ def toml_fleet(entries: list[dict[str, Any]]) -> str:
 
 
 def terraform(cwd: Path, *args: str) -> str:
+    program = toolchain.terraform_program()
     proc = subprocess.run(
-        ["terraform", *args, "-no-color"],
+        [program, *args, "-no-color"],
         cwd=cwd,
         env=toolchain.tool_env(),
         capture_output=True,
@@ -80,7 +83,7 @@ def terraform(cwd: Path, *args: str) -> str:
         check=False,
         timeout=600,
     )
-    assert proc.returncode == 0, f"terraform {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0, f"{program} {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
@@ -250,6 +253,14 @@ def test_validated_stacks_are_exactly_those_with_offline_providers(
     assert sorted(set(synthesized) - set(offline)) == NOT_VALIDATED
 
 
+def test_every_stack_requires_terraform_or_opentofu_1_10(
+    synthesized: dict[str, dict[str, Any]],
+) -> None:
+    assert {name: s["terraform"]["required_version"] for name, s in synthesized.items()} == {
+        name: ">= 1.10" for name in VALIDATED + NOT_VALIDATED
+    }
+
+
 @pytest.mark.parametrize("stack", VALIDATED)
 def test_terraform_validates(stacks_dir: Path, stack: str) -> None:
     workdir = stacks_dir / stack
@@ -260,7 +271,7 @@ def test_terraform_validates(stacks_dir: Path, stack: str) -> None:
 def test_engine_vars_pass_through_the_platform_modules_job_vars(
     synthesized: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    """Real Terraform on the synthesized engine jobs of both platform stacks: their files load,
+    """A real apply on the synthesized engine jobs of both platform stacks: their files load,
     the generated vars decode to the fleet's values, and every one is a variable the engine job
     spec declares (the platform module's provider-free nomad-job-vars, as it runs them)."""
     jobs = {

@@ -1,10 +1,15 @@
-"""infra/terraform/ with the pinned Terraform and the offline provider mirror: formatting,
-validation of every directory whose providers this machine has, the modules' ``terraform test``
-files (the cluster module's with a mocked Hetzner provider), the production deployments against
-secrets/vault.toml, and the cloud-init bootstrap applied to a scratch root with the toolchain's
-agent binaries.
+"""infra/terraform/ with the toolchain's OpenTofu (``toolchain.terraform_program()``: ``tofu``, or a
+Terraform 1.10+ with ``ARBFLEET_TERRAFORM=terraform``) and the offline provider mirror:
+formatting, validation of every directory whose providers this machine has, the modules'
+``tofu test`` files (the cluster module's with a mocked Hetzner provider), the production
+deployments against secrets/vault.toml, and the cloud-init bootstrap applied to a scratch root
+with the toolchain's agent binaries.
 
-Terraform writes .terraform/ and lock files where it runs, so everything runs in a copy of
+Our HCL is written for Terraform 1.10+ and OpenTofu 1.10+; only OpenTofu runs here, so what
+Terraform alone would reject is kept out by a check of the sources (constructs only one of the
+two CLIs accepts) besides the required_version of every root and module.
+
+The CLI writes .terraform/ and lock files where it runs, so everything runs in a copy of
 infra/terraform and infra/nomad (sources and test fixtures are relative paths, so the copy works
 as the original).
 """
@@ -27,9 +32,9 @@ from runtime.devstack import toolchain
 from tests.infra import cloud_init_root as cir
 
 TF_ROOT = cir.REPO / "infra" / "terraform"
-# The providers this machine has (docs/toolchain.md): Terraform's built-in one, and in the
-# offline mirror only Hetzner's, which builds from Go modules; nomad, consul and vault are
-# download-only.
+# The providers this machine has (docs/toolchain.md): the built-in one (Terraform's and
+# OpenTofu's, same address), and in the offline mirror only Hetzner's, which builds from Go
+# modules; nomad, consul and vault are download-only.
 OFFLINE_PROVIDERS = {"hetznercloud/hcloud", "terraform.io/builtin/terraform"}
 # Directories with a versions.tf that cannot be validated here, because they need a provider
 # the mirror lacks. Written out so the list cannot grow unnoticed; CI with internet validates them.
@@ -39,6 +44,10 @@ NOT_VALIDATED = {
     "modules/platform",
     "modules/platform/examples/basic",
 }
+# The configurations tests/integration/test_stack.py applies against the local stack.
+INTEGRATION_CONFIGS = sorted(
+    p.parent for p in (cir.REPO / "tests/integration/terraform").glob("*/main.tf")
+)
 # Stand-in ids for the users cloud-init creates (this machine has no consul or vault user).
 IDS = {"root": 0, "consul": 60001, "vault": 60002}
 
@@ -61,8 +70,9 @@ TESTED = sorted(
 
 
 def terraform(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    program = toolchain.terraform_program()
     proc = subprocess.run(
-        ["terraform", *args],
+        [program, *args],
         cwd=cwd,
         env=toolchain.tool_env(),
         capture_output=True,
@@ -71,7 +81,7 @@ def terraform(cwd: Path, *args: str, check: bool = True) -> subprocess.Completed
         timeout=600,
     )
     if check:
-        assert proc.returncode == 0, f"terraform {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, f"{program} {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
@@ -86,7 +96,9 @@ def tf_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_formatted() -> None:
     proc = terraform(TF_ROOT, "fmt", "-check", "-recursive", "-diff", "-no-color", check=False)
-    assert proc.returncode == 0, f"not `terraform fmt`-formatted:\n{proc.stdout}"
+    assert proc.returncode == 0, (
+        f"not `{toolchain.terraform_program()} fmt`-formatted:\n{proc.stdout}"
+    )
 
 
 def test_directories_not_validated_are_exactly_those_needing_unavailable_providers() -> None:
@@ -107,6 +119,69 @@ def test_discovery_finds_the_offline_directories() -> None:
         "modules/platform/modules/vault-policies",
     } <= set(VALIDATED)
     assert TESTED == ["modules/cluster", "modules/platform/modules/nomad-job-vars"]
+
+
+def test_runs_opentofu_at_the_pin_unless_told_otherwise() -> None:
+    """The suite runs the toolchain's OpenTofu, a release build at the pin (not ``-dev``); with
+    ``ARBFLEET_TERRAFORM=terraform`` the Terraform on PATH, which must be 1.10 or newer."""
+    version = json.loads(terraform(TF_ROOT, "version", "-json").stdout)["terraform_version"]
+    assert tuple(int(x) for x in version.split(".")[:2]) >= (1, 10), version
+    first_line = terraform(TF_ROOT, "version").stdout.splitlines()[0]
+    if toolchain.terraform_program() == "tofu":
+        pin = next(t.version for t in toolchain.load_manifest().tools if t.name == "tofu")
+        assert first_line == f"OpenTofu v{pin}"
+
+
+def test_every_root_and_module_requires_terraform_or_opentofu_1_10() -> None:
+    """One constraint both CLIs read alike: Terraform and OpenTofu 1.10+ (S3 lock file,
+    mock_provider, provider-defined functions); the tests run OpenTofu, see the README."""
+    dirs = {p.parent for p in TF_ROOT.rglob("*.tf") if ".terraform" not in p.parts}
+    assert {str(d.relative_to(TF_ROOT)) for d in dirs} == set(VERSIONS_DIRS)
+    for directory in [*(TF_ROOT / d for d in VERSIONS_DIRS), *INTEGRATION_CONFIGS]:
+        text = "".join(p.read_text() for p in directory.glob("*.tf"))
+        found = re.findall(r'required_version\s*=\s*"([^"]+)"', text)
+        assert found == [">= 1.10"], f"{directory}: {found}"
+
+
+# Constructs only one of the two CLIs accepts (within >= 1.10). Only OpenTofu runs here, so a
+# Terraform-only one would pass unnoticed; an OpenTofu-only one breaks Terraform users.
+ONE_CLI_ONLY = {
+    r"\boverride_during\b": "Terraform 1.11+ only; `tofu test` rejects the whole file",
+    r"^\s*ephemeral\b": "Terraform 1.10+, OpenTofu only from 1.11 (ephemeral values)",
+    r'^action\s+"': "Terraform only (actions)",
+    r"^\s*encryption\s*\{": "OpenTofu only (state encryption)",
+    r'^provider\s+"[^"]*"\s*\{[^}]*^\s*for_each\s*=': "OpenTofu only (provider for_each)",
+}
+ONE_CLI_ONLY_FILES = ("*.tofu", "*.tofutest.hcl", "*.tfquery.hcl")  # read by one CLI only
+
+
+def without_comments(hcl: str) -> str:
+    return "\n".join(line for line in hcl.splitlines() if not line.lstrip().startswith(("#", "//")))
+
+
+def test_no_construct_only_one_cli_accepts() -> None:
+    roots = [TF_ROOT, *INTEGRATION_CONFIGS]
+    sources = [
+        p
+        for root in roots
+        for pattern in ("*.tf", "*.tftest.hcl")
+        for p in root.rglob(pattern)
+        if ".terraform" not in p.parts
+    ]
+    assert len(sources) > 30
+    found = [
+        f"{p.relative_to(cir.REPO)}: {why}"
+        for p in sources
+        for pattern, why in ONE_CLI_ONLY.items()
+        if re.search(pattern, without_comments(p.read_text()), re.M)
+    ]
+    found += [
+        f"{p.relative_to(cir.REPO)}: read by one CLI only"
+        for root in roots
+        for pattern in ONE_CLI_ONLY_FILES
+        for p in root.rglob(pattern)
+    ]
+    assert found == []
 
 
 @pytest.mark.parametrize("directory", VALIDATED)

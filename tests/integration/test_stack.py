@@ -1,5 +1,5 @@
-"""The local stack is the real thing: Nomad schedules, Consul checks, Vault serves secrets to
-Nomad tasks through workload identity, and Terraform applies offline against Nomad."""
+"""The local stack is the real thing: Nomad schedules, Consul checks, OpenBao serves secrets to
+Nomad tasks (each job only its own), and Terraform applies offline against Nomad."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import hvac
 import nomad
 import pytest
 
-from tests.stack_plugin import Consul, Terraform, wait_for
+from tests.stack_plugin import Consul, Terraform, vault_stanza, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -61,7 +61,9 @@ job "{name}" {{
         command = "/bin/sleep"
         args    = ["3600"]
       }}
-      vault {{}}
+      vault {{
+        {vault}
+      }}
       template {{
         data        = <<-EOT
         {{{{ with secret "secret/data/default/{name}/config" }}}}{{{{ .Data.data.greeting }}}}{{{{ end }}}}
@@ -77,6 +79,11 @@ job "{name}" {{
   }}
 }}
 """
+
+
+def secret_job(name: str) -> str:
+    """SECRET_JOB with the task's token obtained the local Nomad's way."""
+    return SECRET_JOB.format(name=name, vault=vault_stanza(name))
 
 
 def _register(nomad_api: nomad.Nomad, hcl: str) -> str:
@@ -124,7 +131,7 @@ def test_vault_kv_v2_write_then_read(vault: hvac.Client) -> None:
     assert first["data"]["data"] == {"api_key": "canary-1"}
 
 
-def test_nomad_task_reads_vault_secret_through_workload_identity(
+def test_nomad_task_reads_its_own_secret_from_the_secrets_store(
     nomad_api: nomad.Nomad, vault: hvac.Client, job_name: str
 ) -> None:
     greeting = f"canary-{uuid.uuid4().hex}"
@@ -132,21 +139,19 @@ def test_nomad_task_reads_vault_secret_through_workload_identity(
         path=f"default/{job_name}/config", secret={"greeting": greeting}
     )
 
-    _register(nomad_api, SECRET_JOB.format(name=job_name))
+    _register(nomad_api, secret_job(job_name))
 
     alloc = wait_for(lambda: _running_alloc(nomad_api, job_name), what=f"{job_name} running")
     rendered = nomad_api.client.cat.read_file(alloc["ID"], path="reader/local/greeting.txt")
     assert rendered.strip() == greeting
 
 
-def test_workload_identity_policy_denies_other_jobs_secrets(
+def test_nomad_task_is_denied_another_jobs_secret(
     nomad_api: nomad.Nomad, vault: hvac.Client, job_name: str
 ) -> None:
     other = f"default/someone-else-{job_name}/config"
     vault.secrets.kv.v2.create_or_update_secret(path=other, secret={"greeting": "not yours"})
-    _register(
-        nomad_api, SECRET_JOB.format(name=job_name).replace(f"default/{job_name}/config", other)
-    )
+    _register(nomad_api, secret_job(job_name).replace(f"default/{job_name}/config", other))
 
     def template_events() -> list[str]:
         return [
@@ -177,8 +182,12 @@ def test_terraform_init_takes_pinned_providers_from_the_offline_mirror(
     terraform(workdir, "validate", "-no-color")
 
     assert "Installing hetznercloud/hcloud v1.57.0" in init.stdout
+    # The hostname a bare source means to the CLI that ran (OpenTofu's registry to tofu,
+    # Terraform's to terraform), as the CLI itself laid the provider out under .terraform/.
+    hosts = [p.name for p in (workdir / ".terraform" / "providers").iterdir()]
+    assert len(hosts) == 1, hosts
     lock = (workdir / ".terraform.lock.hcl").read_text()
-    assert 'provider "registry.terraform.io/hetznercloud/hcloud"' in lock
+    assert f'provider "{hosts[0]}/hetznercloud/hcloud"' in lock
     assert 'version     = "1.57.0"' in lock
 
 

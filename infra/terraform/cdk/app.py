@@ -203,6 +203,10 @@ class Module:
     inputs: dict[str, Any]
 
 
+# The CLIs the roots are tested with and written for: Terraform 1.10+ and OpenTofu 1.10+.
+REQUIRED_VERSION = ">= 1.10"
+
+
 @dataclass(frozen=True)
 class Stack:
     """What one Terraform root holds, in Terraform JSON values: `${...}` strings are expressions
@@ -215,6 +219,7 @@ class Stack:
     modules: dict[str, Module]
     outputs: dict[str, str]
     locals: dict[str, str] = field(default_factory=dict)
+    required_version: str = REQUIRED_VERSION
 
 
 PINS = {
@@ -222,7 +227,7 @@ PINS = {
     "vault": {"source": "hashicorp/vault", "version": "5.0.0"},
     "consul": {"source": "hashicorp/consul", "version": "2.21.0"},
     "nomad": {"source": "hashicorp/nomad", "version": "2.5.2"},
-    # Built into Terraform: encode_tfvars for the values runtime/deploy.py generates.
+    # Built into Terraform and OpenTofu: encode_tfvars for the values runtime/deploy.py generates.
     "terraform": {"source": "terraform.io/builtin/terraform"},
 }
 TLS_TYPE = (

@@ -34,6 +34,7 @@ def synth(stacks: list[Stack], outdir: Path, repo: Path) -> None:
         # State beside the output directory, not in it: re-synthesizing or deleting the output
         # must not lose it (README.md: moving production's to S3).
         LocalBackend(stack, path=f"../../../terraform.{spec.name}.tfstate")
+        stack.add_override("terraform.required_version", spec.required_version)
         stack.add_override("terraform.required_providers", spec.required_providers)
         for name, config in spec.providers.items():
             stack.add_override(f"provider.{name}", config)

@@ -1,8 +1,10 @@
 terraform {
-  required_version = ">= 1.8"
+  # Terraform 1.10+ and OpenTofu 1.10+ (infra/terraform/README.md: what is tested).
+  required_version = ">= 1.10"
 
   required_providers {
-    # Built into Terraform: encode_tfvars for the values runtime/deploy.py generates.
+    # Built into Terraform and OpenTofu: encode_tfvars for the values runtime/deploy.py
+    # generates.
     terraform = {
       source = "terraform.io/builtin/terraform"
     }

@@ -171,7 +171,7 @@ variable "volume_delete_protection" {
 }
 
 variable "versions" {
-  description = "Agent versions installed on the nodes (keep them at infra/toolchain.toml's pins)."
+  description = "Agent versions the nodes install from releases.hashicorp.com: the operator's choice, independent of infra/toolchain.toml (the bootstrap test installs the toolchain's open-source builds instead)."
   type = object({
     consul = string
     nomad  = string

@@ -1,4 +1,5 @@
-# Needs only that `terraform init` finds the pinned hcloud provider in the offline mirror.
+# Needs only that `tofu init` (or `terraform init`) finds the pinned hcloud provider in the
+# offline mirror, under the registry hostname a bare source means to that CLI.
 terraform {
   required_version = ">= 1.10"
   required_providers {

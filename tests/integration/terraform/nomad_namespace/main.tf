@@ -1,7 +1,8 @@
-# Terraform applying against the local Nomad with no provider to download: the nomad provider
-# cannot be had on machines without internet (see docs/toolchain.md), so this config drives the
-# pinned `nomad` CLI from Terraform's built-in terraform_data resource. It proves init, apply,
-# a no-op re-plan and destroy against the real cluster; the platform module uses the provider.
+# OpenTofu (or Terraform) applying against the local Nomad with no provider to download: the
+# nomad provider cannot be had on machines without internet (see docs/toolchain.md), so this
+# config drives the pinned `nomad` CLI from the built-in terraform_data resource. It proves
+# init, apply, a no-op re-plan and destroy against the real cluster; the platform module uses
+# the provider.
 terraform {
   required_version = ">= 1.10"
 }

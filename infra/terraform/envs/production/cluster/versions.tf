@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.7"
+  # Terraform 1.10+ and OpenTofu 1.10+ (infra/terraform/README.md: what is tested).
+  required_version = ">= 1.10"
 
   required_providers {
     hcloud = {

@@ -1,9 +1,9 @@
-# Plans the module with a mocked Hetzner provider: no token, no network. IDs are numeric
-# strings because the provider's *_id arguments are numbers; applied during plan so that
-# references to them (firewall_ids, network_id) are known to the assertions.
+# The module against a mocked Hetzner provider: no token, no network. IDs are numeric strings
+# because the provider's *_id arguments are numbers. The runs that assert on resources apply
+# (to the mock): mocked computed values such as ids are known after apply in both Terraform and
+# OpenTofu, where at plan time only Terraform 1.11+ could fill them in (`override_during = plan`,
+# which OpenTofu rejects). The runs that expect a validation to fail only plan.
 mock_provider "hcloud" {
-  override_during = plan
-
   mock_resource "hcloud_network" {
     defaults = { id = "101" }
   }
@@ -40,7 +40,7 @@ variables {
 }
 
 run "node_groups" {
-  command = plan
+  command = apply
 
   assert {
     condition     = length([for s in hcloud_server.this : s if s.labels.role == "server"]) == 3
@@ -83,7 +83,7 @@ run "node_groups" {
 }
 
 run "firewalls" {
-  command = plan
+  command = apply
 
   assert {
     condition = toset([for r in hcloud_firewall.this["server"].rule : "${r.direction}/${r.protocol}/${r.port}"]) == toset([
@@ -106,7 +106,7 @@ run "firewalls" {
 }
 
 run "no_admin_cidrs_no_inbound" {
-  command = plan
+  command = apply
 
   variables {
     ssh_allowed_cidrs = []
@@ -120,7 +120,7 @@ run "no_admin_cidrs_no_inbound" {
 }
 
 run "cloud_init" {
-  command = plan
+  command = apply
 
   assert {
     condition     = startswith(output.user_data["arbtest-server-1"], "#cloud-config\n")

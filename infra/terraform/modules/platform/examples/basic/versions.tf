@@ -1,6 +1,6 @@
 terraform {
-  # modules/nomad-job-vars (decode_tfvars) needs 1.8+.
-  required_version = ">= 1.8"
+  # Terraform 1.10+ and OpenTofu 1.10+ (infra/terraform/README.md: what is tested).
+  required_version = ">= 1.10"
 
   # Pins of infra/toolchain.toml. None of them can be had offline on the CI machines
   # (docs/toolchain.md): CI there checks this module's formatting only.
