@@ -37,13 +37,13 @@ variable "driver" {
 
 variable "postgres_image" {
   type        = string
-  default     = "timescale/timescaledb:2.17.2-pg15"
+  default     = "postgres:15"
   description = "Docker image providing pg_dump (driver docker): the server's own image, so the versions match."
 }
 
 variable "redis_image" {
   type        = string
-  default     = "redis:7.4"
+  default     = "redis:7.2"
   description = "Docker image providing redis-cli (driver docker)."
 }
 

@@ -21,8 +21,8 @@ variable "driver" {
 
 variable "image" {
   type        = string
-  default     = "redis:7.4"
-  description = "Docker image (driver docker)."
+  default     = "redis:7.2"
+  description = "Docker image (driver docker). Redis 7.2 is the last BSD-licensed line (7.4+ is RSAL/SSPL, docs/components.md)."
 }
 
 variable "redis_bin_dir" {

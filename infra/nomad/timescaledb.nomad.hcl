@@ -30,8 +30,8 @@ variable "driver" {
 
 variable "image" {
   type        = string
-  default     = "timescale/timescaledb:2.17.2-pg15"
-  description = "Docker image (driver docker); PostgreSQL 15 like the local stack, so dumps restore both ways."
+  default     = "postgres:15"
+  description = "Docker image (driver docker); PostgreSQL 15 like the local stack, so dumps restore both ways. PostgreSQL's own image: native partitioning; a TimescaleDB image (whose compression and retention are under the Timescale License, docs/components.md) is the operator's choice."
 }
 
 variable "postgres_bin_dir" {

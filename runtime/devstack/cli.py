@@ -10,7 +10,9 @@ from runtime.errors import ArbfleetError, DeployError
 
 
 def add_toolchain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("toolchain", help="the pinned OpenTofu, OpenBao, Nomad, Consul, Prometheus and providers")
+    parser = subparsers.add_parser(
+        "toolchain", help="the pinned OpenTofu, OpenBao, Nomad, Consul, Prometheus and providers"
+    )
     parser.add_argument("action", choices=["install", "status", "env"])
     parser.set_defaults(handler=_toolchain)
 

@@ -347,7 +347,7 @@ def _go_build(source: GoSource, target: Path, say: Log) -> None:
     if shutil.which("go") is None:
         raise ToolchainError(
             "Go is needed to build the toolchain from source on a machine without internet: "
-            "install Go 1.24 or newer (https://go.dev/doc/install) and run this again"
+            "install Go 1.26.6 or newer (https://go.dev/doc/install) and run this again"
         )
     work = cache_dir() / "build" / source.lock_dir.name
     work.mkdir(parents=True, exist_ok=True)

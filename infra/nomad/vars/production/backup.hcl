@@ -2,8 +2,8 @@
 # host volume (mounted at /backups; shipping it off the node is the volume's job).
 datacenters    = ["fsn1"]
 driver         = "docker"
-postgres_image = "timescale/timescaledb:2.17.2-pg15"
-redis_image    = "redis:7.4"
+postgres_image = "postgres:15"
+redis_image    = "redis:7.2"
 host_volume    = "backups"
 schedule       = "15 3 * * *"
 retention_days = 14

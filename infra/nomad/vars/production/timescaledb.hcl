@@ -2,15 +2,14 @@
 # host volume (timescaledb-data, mounted at /var/lib/postgresql/data).
 datacenters = ["fsn1"]
 driver      = "docker"
-image       = "timescale/timescaledb:2.17.2-pg15"
+image       = "postgres:15" # PostgreSQL licence, native partitioning (docs/components.md)
 host_volume = "timescaledb-data"
 
 postgres_settings = {
-  shared_buffers           = "2GB"
-  effective_cache_size     = "6GB"
-  max_connections          = "200"
-  wal_compression          = "on"
-  shared_preload_libraries = "timescaledb"
+  shared_buffers       = "2GB"
+  effective_cache_size = "6GB"
+  max_connections      = "200"
+  wal_compression      = "on"
 }
 
 cpu        = 2000

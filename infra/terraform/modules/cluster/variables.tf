@@ -171,7 +171,7 @@ variable "volume_delete_protection" {
 }
 
 variable "versions" {
-  description = "Agent versions the nodes install from releases.hashicorp.com: the operator's choice, independent of infra/toolchain.toml (the bootstrap test installs the toolchain's open-source builds instead)."
+  description = "Agent versions the nodes install from releases.hashicorp.com: the operator's choice, independent of infra/toolchain.toml (the bootstrap test installs the toolchain's open-source builds instead). The defaults are HashiCorp's current releases, under the Business Source License: docs/components.md says what that means and which open-source versions work."
   type = object({
     consul = string
     nomad  = string
