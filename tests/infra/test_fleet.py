@@ -174,7 +174,9 @@ def test_the_engine_writes_to_the_fleets_postgres_as_a_user_of_its_own(
     engine_users = set(users) - {"postgres", "arbfleet_vault"}
     # The auth method the engine's token came from: JWT (workload identity) or Nomad's token.
     auth = "jwt" if stack.vault_identity() == "workload_identity" else "token"
-    assert engine_users and all(u.startswith(f"v-{auth}-") and users[u] for u in engine_users), users
+    assert engine_users and all(u.startswith(f"v-{auth}-") and users[u] for u in engine_users), (
+        users
+    )
     (owner,) = query(running, "SELECT tableowner FROM pg_tables WHERE tablename = 'orders'")
     assert owner[0] == "arbfleet_writer"
     started = query(
