@@ -118,6 +118,19 @@ class Review:
 
 # Keyed by the file's SHA-256: a new version or a changed text is refused again until read.
 REVIEWED: dict[str, Review] = {
+    "e93716da6b9c0d5a4a1df60fe695b370f0695603d21f6f83f053e42cfc10caf7": Review(
+        "pip",
+        ("MPL-2.0",),
+        "pip's vendored certifi: its LICENSE describes the bundled Mozilla CA list and states "
+        "'subject to the terms of the Mozilla Public License, v. 2.0' (certifi's own metadata: "
+        "MPL-2.0)",
+    ),
+    "808e10c8a6ab8deb149ff9b3fb19f447a808094606d712a9ca57fead3552599d": Review(
+        "pip",
+        ("PSF-2.0",),
+        "pip's vendored distlib: the CPython licence file (history, then the PSF License "
+        "Agreement), which distlib is distributed under (its metadata: PSF-2.0)",
+    ),
     "5f3a0d498b727d0ea3efc91deb6601e904ab5d52a160b5c4530a217c9e0dce6e": Review(
         "github.com/hashicorp/vic",
         ("Apache-2.0",),
