@@ -461,6 +461,9 @@ def down(say: Say = _say) -> float:
                 os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
     netns.destroy()
+    for pid in pids:  # our own children when this process ran `up` (the tests): no zombies
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
     _unmount_under(state_dir())
     for sub in ("keys", "secrets", "run", "nodes", "render"):
         shutil.rmtree(state_dir() / sub, ignore_errors=True)
