@@ -37,7 +37,7 @@ from runtime import node_keys
 from runtime.devstack import cloudinit, netns, pki, stack, toolchain
 from runtime.errors import StackError
 
-SUBNET = ipaddress.ip_network(os.environ.get("ARBFLEET_CLUSTER_SUBNET", "10.216.16.0/24"))
+SUBNET = ipaddress.IPv4Network(os.environ.get("ARBFLEET_CLUSTER_SUBNET", "10.216.16.0/24"))
 CONSUL_DC = "arbcluster"
 REGION = "global"
 DATACENTER = "dc1"

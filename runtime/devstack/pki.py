@@ -72,7 +72,7 @@ def make(keys_dir: Path, consul_dc: str, region: str, server_ips: list[str]) -> 
     }
     for role, (names, ips) in roles.items():
         key = ec.generate_private_key(ec.SECP256R1())
-        sans = [x509.DNSName(n) for n in names + loopback[0]]
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names + loopback[0]]
         sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips + loopback[1]]
         usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
         cert = (
