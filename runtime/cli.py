@@ -25,6 +25,7 @@ from runtime.deploy import add_deploy, add_status
 from runtime.devstack.cli import add_dev, add_toolchain
 from runtime.errors import ArbfleetError, ConfigError
 from runtime.logging import configure
+from runtime.node_keys import add_cluster
 from runtime.persistence.cli import add_db
 from runtime.plugins import PluginInfo, config_errors, discover
 from runtime.vault_cli import add_secrets
@@ -244,6 +245,7 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     add_simulator,
     add_strategies,
     add_toolchain,
+    add_cluster,
     add_dev,
     add_db,
     add_secrets,

@@ -30,7 +30,14 @@ def add_dev(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     parser.add_argument(
         "action",
-        choices=["up", "down", "status", "env", "packages", *FLEET_ACTIONS],
+        choices=["up", "down", "status", "env", "packages", "cluster", *FLEET_ACTIONS],
+    )
+    parser.add_argument(
+        "cluster_action",
+        nargs="?",
+        choices=["up", "down", "status"],
+        help="with `cluster`: the multi-node cluster in network namespaces "
+        "(runtime/devstack/cluster.py, docs/cluster.md)",
     )
     parser.add_argument("--namespace", default="default", help="Nomad namespace of the fleet")
     parser.set_defaults(handler=_dev)
@@ -53,6 +60,8 @@ def _toolchain(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
+    if args.action == "cluster":
+        return _cluster(args.cluster_action)
     if args.action == "up":
         stack.up()
     elif args.action == "down":
@@ -70,6 +79,22 @@ def _dev(args: argparse.Namespace) -> int:
         for key, value in ep.env().items():
             print(f'export {key}="{value}"')
         print(f'export VAULT_TOKEN="$(cat {ep.vault_token_file})"')
+    return 0
+
+
+def _cluster(action: str | None) -> int:
+    from runtime.devstack import cluster
+
+    if action == "up":
+        cluster.up()
+    elif action == "down":
+        cluster.down()
+    elif action == "status":
+        report = cluster.status()
+        print(json.dumps(report, indent=2))
+        return 0 if cluster.healthy(report) else 3
+    else:
+        raise ArbfleetError("arbfleet dev cluster up|down|status")
     return 0
 
 

@@ -874,7 +874,7 @@ def configure_legacy_integration(ep: Endpoints) -> None:
     http_json(
         f"{ep.vault}/v1/sys/policies/acl/{LEGACY_SERVER_POLICY}",
         "PUT",
-        {"policy": _legacy_server_policy()},
+        {"policy": legacy_server_policy()},
         token,
     )
     http_json(
@@ -904,7 +904,7 @@ def _token_valid(ep: Endpoints, token_file: Path) -> bool:
     return http_ok(f"{ep.vault}/v1/auth/token/lookup-self", token_file.read_text().strip())
 
 
-def _legacy_server_policy() -> str:
+def legacy_server_policy() -> str:
     """Nomad's servers: create task tokens from the role, and look up, renew and revoke them."""
     rules = {
         f"auth/token/create/{LEGACY_TOKEN_ROLE}": "update",

@@ -1,10 +1,9 @@
 """Render a node's cloud-config with the cluster module's cloud-init submodule and apply it to a
 scratch directory root, the way cloud-init would on a fresh machine.
 
-PyYAML is not available here, so the submodule's ``bootstrap`` output (the same data its
-``write_files``/``runcmd`` are built from, as JSON) is what gets applied: users, then the deferred
-``write_files`` (parents created 0755 as cloud-init does), then ``runcmd``'s ``install -d``
-directories, which fix owner and mode of directories ``write_files`` already made.
+Rendering and applying are runtime/devstack/cloudinit.py's (the local cluster starts from the
+same files); the private keys and gossip keys are not in the cloud-config and arrive after boot
+through ``runtime.node_keys.push`` (``push_keys``).
 
 ``EXPECTED_FILES`` (``infra/terraform/modules/cluster/expected_files.json``) is the list of paths,
 owners and modes that the bootstrap must produce and a testinfra suite checks on real nodes:
@@ -20,7 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtime.devstack import toolchain
+from runtime import node_keys
+from runtime.devstack import cloudinit, toolchain
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_MODULE = REPO / "infra" / "terraform" / "modules" / "cluster"
@@ -50,42 +50,24 @@ def expected() -> dict[str, Any]:
     return json.loads(EXPECTED_FILES.read_text())
 
 
-def terraform(workdir: Path, *args: str) -> str:
-    """Run the toolchain's Terraform CLI (``toolchain.terraform_program()``: OpenTofu's ``tofu``)."""
-    program = toolchain.terraform_program()
-    proc = subprocess.run(
-        [program, *args, "-no-color"],
-        cwd=workdir,
-        env=toolchain.tool_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"{program} {args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-# The binaries the bootstrap installs in the test, by the names the rendered units run, from
-# the toolchain. It has no Vault (BUSL): OpenBao, Vault's open-source fork, which reads the same
-# server configuration, stands in for the servers' `vault`.
-AGENTS = {"consul": "consul", "nomad": "nomad", "vault": "bao"}
-
-
-def agent_versions() -> dict[str, str]:
-    """The ``versions`` input naming the toolchain's pins, which the installer checks."""
-    pins = {t.name: t.version for t in toolchain.load_manifest().tools}
-    pins |= {t.name: t.version for t in toolchain.load_manifest().pypi_tools}
-    return {agent: pins[tool] for agent, tool in AGENTS.items()}
+# The key files the nodes get after boot (runtime.node_keys.push), from a keys directory of
+# these fake values.
+KEYS = {
+    "server-key.pem": KEY,
+    "client-key.pem": KEY,
+    "consul-gossip.key": GOSSIP,
+    "nomad-gossip.key": GOSSIP,
+}
+terraform = cloudinit.terraform
+AGENTS = cloudinit.AGENTS
+apply = cloudinit.apply
 
 
 def render(workdir: Path) -> dict[str, dict[str, Any]]:
-    """The ``bootstrap`` output of the submodule for every kind, from a real ``tofu apply`` of a
-    configuration with no provider and no resource (outputs only)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    blocks = []
-    for kind, inputs in KINDS.items():
-        args = {
+    """The submodule's outputs (``bootstrap``, ``key_files``, ``services``) for every kind, from
+    a real ``tofu apply`` of a configuration with no provider and no resource (outputs only)."""
+    nodes = {
+        kind: {
             "role": inputs["role"],
             "node_name": f"test-{kind}",
             "advertise_ip": "10.42.1.10",
@@ -93,52 +75,23 @@ def render(workdir: Path) -> dict[str, dict[str, Any]]:
             "region": "global",
             "datacenter": "fsn1",
             "consul_datacenter": "arbtest",
-            "versions": agent_versions(),
-            "tls": {"ca_pem": PEM, "cert_pem": PEM, "key_pem": KEY},
-            "consul_gossip_key": GOSSIP,
-            "nomad_gossip_key": GOSSIP,
+            "versions": cloudinit.agent_versions(),
+            "tls": {"ca_pem": PEM, "cert_pem": PEM},
             "host_volumes": inputs["host_volumes"],
         }
-        # JSON is valid HCL expression syntax, so the inputs need no HCL encoder.
-        body = "\n".join(f"  {k} = {json.dumps(v)}" for k, v in args.items())
-        blocks.append(
-            f'module "{kind}" {{\n  source = "{CLOUD_INIT_MODULE}"\n{body}\n}}\n'
-            f'output "{kind}" {{\n  value     = module.{kind}.bootstrap\n  sensitive = true\n}}\n'
-        )
-    (workdir / "main.tf").write_text("\n".join(blocks))
-    terraform(workdir, "init", "-input=false")
-    terraform(workdir, "apply", "-input=false", "-auto-approve")
-    outputs = json.loads(terraform(workdir, "output", "-json"))
-    return {kind: outputs[kind]["value"] for kind in KINDS}
+        for kind, inputs in KINDS.items()
+    }
+    return cloudinit.render(workdir, nodes)
 
 
-def _chown(path: Path, owner: str, group: str, ids: dict[str, int]) -> None:
-    os.chown(path, _id(owner, ids), _id(group, ids))
-
-
-def _id(name: str, ids: dict[str, int]) -> int:
-    if name in ids:
-        return ids[name]
-    assert name.isdigit(), f"no id for user or group {name!r}"
-    return int(name)
-
-
-def apply(bootstrap: dict[str, Any], root: Path, ids: dict[str, int]) -> None:
-    """Lay the bootstrap down under ``root``. ``ids`` maps user and group names to the numeric
-    ids to use here (this machine has no consul or vault user); numeric names map to themselves."""
-    for user in bootstrap["users"]:
-        assert user in ids, f"user {user} needs an id"
-    for f in bootstrap["files"]:
-        target = root / f["path"].lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        target.write_text(f["content"])
-        target.chmod(int(f["mode"], 8))
-        _chown(target, f["owner"], f["group"], ids)
-    for d in bootstrap["directories"]:
-        target = root / d["path"].lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        target.chmod(int(d["mode"], 8))
-        _chown(target, d["owner"], d["group"], ids)
+def push_keys(rendered: dict[str, Any], root: Path, ids: dict[str, int]) -> None:
+    """The after-boot key push (the same ``push`` as on real nodes) into ``root``."""
+    keys = root.parent / f"{root.name}-keys"
+    keys.mkdir(mode=0o700)
+    for name, value in KEYS.items():
+        (keys / name).write_text(value)
+    node = {"files": rendered["key_files"], "services": rendered["services"]}
+    node_keys.push(node, keys, cloudinit.RootTransport(root, ids))
 
 
 def install_agents(bootstrap: dict[str, Any], root: Path) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from runtime import vault
-from runtime.devstack import toolchain
+from runtime.devstack import cloudinit, toolchain
 from tests.infra import cloud_init_root as cir
 
 TF_ROOT = cir.REPO / "infra" / "terraform"
@@ -259,11 +259,12 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
 def test_bootstrap_produces_expected_files(
     rendered: dict[str, dict[str, Any]], kind: str, tmp_path: Path
 ) -> None:
-    bootstrap = rendered[kind]
+    bootstrap = rendered[kind]["bootstrap"]
     expected = cir.expected()[kind]
     root = tmp_path / "root"
     cir.apply(bootstrap, root, IDS)
     cir.install_agents(bootstrap, root)
+    cir.push_keys(rendered[kind], root, IDS)
     try:
         found = cir.tree(root, IDS)
     finally:
@@ -282,13 +283,13 @@ def test_bootstrap_produces_expected_files(
 def test_runcmd_sets_up_the_directories_applied(
     rendered: dict[str, dict[str, Any]], kind: str
 ) -> None:
-    bootstrap = rendered[kind]
+    bootstrap = rendered[kind]["bootstrap"]
     installs = [c for c in bootstrap["runcmd"] if c.startswith("install -d ")]
     assert installs == [
         f"install -d -o {d['owner']} -g {d['group']} -m {d['mode']} {d['path']}"
         for d in bootstrap["directories"]
     ]
-    assert bootstrap["runcmd"][-1].startswith("systemctl enable --now consul ")
+    assert bootstrap["runcmd"][-1] == f"systemctl enable {' '.join(rendered[kind]['services'])}"
 
 
 @pytest.mark.parametrize("kind", sorted(cir.KINDS))
@@ -298,12 +299,11 @@ def test_agent_configs_pass_the_agents_validation(
     """The pinned consul and nomad parse the rendered configs (a misspelt key or a wrong type in
     a template fails here, not at first boot); absolute paths are moved under the scratch root."""
     root = tmp_path / "root"
-    cir.apply(rendered[kind], root, IDS)
+    cir.apply(rendered[kind]["bootstrap"], root, IDS)
+    cir.push_keys(rendered[kind], root, IDS)
     for agent in ("consul", "nomad"):
         config = root / f"etc/{agent}.d/{agent}.hcl"
-        config.write_text(
-            config.read_text().replace('"/etc/', f'"{root}/etc/').replace('"/opt/', f'"{root}/opt/')
-        )
+        config.write_text(cloudinit.rebase(config.read_text(), root))
     env = toolchain.tool_env()
     for argv in (["consul", "validate"], ["nomad", "config", "validate"]):
         config_dir = root / f"etc/{argv[0]}.d"
@@ -315,7 +315,25 @@ def test_agent_configs_pass_the_agents_validation(
 
 
 def test_secrets_are_not_world_readable(rendered: dict[str, dict[str, Any]]) -> None:
-    for bootstrap in rendered.values():
-        for f in bootstrap["files"]:
+    for outputs in rendered.values():
+        for f in outputs["bootstrap"]["files"] + outputs["key_files"]:
             if f["path"].endswith("-key.pem") or f["path"].endswith(".hcl"):
                 assert int(f["mode"], 8) & 0o007 == 0, f["path"]
+
+
+@pytest.mark.parametrize("kind", sorted(cir.KINDS))
+def test_user_data_holds_no_private_key_and_no_gossip_key(
+    rendered: dict[str, dict[str, Any]], kind: str
+) -> None:
+    """What a cloud's metadata service can hand back is the cloud-config itself: no private
+    key and no gossip key in it; they reach the node after boot (runtime.node_keys)."""
+    user_data = rendered[kind]["user_data"]
+    assert user_data.startswith("#cloud-config\n")
+    assert not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", user_data)
+    assert cir.GOSSIP not in user_data
+    # Any gossip key (32 bytes in base64), and the setting the agents take it in.
+    assert not re.search(r"[A-Za-z0-9+/]{43}=", user_data)
+    assert not re.search(r"\bencrypt\s*=", user_data)
+    # ... while the key push has both to write.
+    secrets = {f["secret"] for f in rendered[kind]["key_files"]}
+    assert {"consul-gossip.key", f"{cir.KINDS[kind]['role']}-key.pem"} <= secrets

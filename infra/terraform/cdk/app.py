@@ -230,10 +230,7 @@ PINS = {
     # Built into Terraform and OpenTofu: encode_tfvars for the values runtime/deploy.py generates.
     "terraform": {"source": "terraform.io/builtin/terraform"},
 }
-TLS_TYPE = (
-    "object({ca_pem = string, server_cert_pem = string, server_key_pem = string,"
-    " client_cert_pem = string, client_key_pem = string})"
-)
+TLS_TYPE = "object({ca_pem = string, server_cert_pem = string, client_cert_pem = string})"
 
 
 def repo_file(relpath: str) -> str:
@@ -299,8 +296,6 @@ def production_cluster() -> Stack:
             "admin_cidrs": {"type": "list(string)"},
             "ssh_keys": {"type": "list(string)"},
             "tls": {"type": TLS_TYPE, "sensitive": True},
-            "consul_gossip_key": {"type": "string", "sensitive": True},
-            "nomad_gossip_key": {"type": "string", "sensitive": True},
         },
         modules={
             "cluster": Module(
@@ -327,8 +322,6 @@ def production_cluster() -> Stack:
                         },
                     },
                     "tls": "${var.tls}",
-                    "consul_gossip_key": "${var.consul_gossip_key}",
-                    "nomad_gossip_key": "${var.nomad_gossip_key}",
                 },
             )
         },

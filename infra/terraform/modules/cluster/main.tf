@@ -59,8 +59,8 @@ locals {
   }
 
   tls_by_role = {
-    server = { ca_pem = var.tls.ca_pem, cert_pem = var.tls.server_cert_pem, key_pem = var.tls.server_key_pem }
-    client = { ca_pem = var.tls.ca_pem, cert_pem = var.tls.client_cert_pem, key_pem = var.tls.client_key_pem }
+    server = { ca_pem = var.tls.ca_pem, cert_pem = var.tls.server_cert_pem }
+    client = { ca_pem = var.tls.ca_pem, cert_pem = var.tls.client_cert_pem }
   }
 }
 
@@ -124,8 +124,6 @@ module "cloud_init" {
   node_class        = each.value.group
   versions          = var.versions
   tls               = local.tls_by_role[each.value.role]
-  consul_gossip_key = var.consul_gossip_key
-  nomad_gossip_key  = var.nomad_gossip_key
   host_volumes      = each.value.volume_size > 0 ? var.host_volumes : {}
 }
 

@@ -45,7 +45,7 @@ output "vault_addr" {
 }
 
 output "user_data" {
-  description = "Rendered cloud-config per node (holds gossip keys and TLS keys)."
+  description = "Rendered cloud-config per node (certificates only: no private key, no gossip key)."
   value       = { for name, c in module.cloud_init : name => c.user_data }
   sensitive   = true
 }
@@ -54,4 +54,15 @@ output "bootstrap" {
   description = "Per node, what its cloud-config sets up as data (users, directories, files with owner, group, mode): what the bootstrap test applies and the testinfra suite checks."
   value       = { for name, c in module.cloud_init : name => c.bootstrap }
   sensitive   = true
+}
+
+output "key_files" {
+  description = "Per node: its private address, the secret files `arbfleet cluster push-keys` writes after boot (path, owner, group, mode, secret, template; no values) and the units it then starts."
+  value = {
+    for name, c in module.cloud_init : name => {
+      private_ip = local.nodes[name].ip
+      files      = c.key_files
+      services   = c.services
+    }
+  }
 }

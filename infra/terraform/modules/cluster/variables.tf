@@ -181,40 +181,15 @@ variable "versions" {
 }
 
 variable "tls" {
-  description = "PEM TLS material made outside Terraform (no tls provider here; keeps keys out of state): the CA, a server certificate (SANs: server.<consul datacenter>.consul, server.<region>.nomad, localhost, 127.0.0.1 and the servers' private IPs) and a client certificate (client.<consul datacenter>.consul, client.<region>.nomad, localhost, 127.0.0.1)."
+  description = "PEM certificates made outside Terraform (no tls provider here): the CA, a server certificate (SANs: server.<consul datacenter>.consul, server.<region>.nomad, localhost, 127.0.0.1 and the servers' private IPs) and a client certificate (client.<consul datacenter>.consul, client.<region>.nomad, localhost, 127.0.0.1). Public material only: the private keys and gossip keys never pass through Terraform; `arbfleet cluster push-keys` puts them on the nodes after boot (output key_files)."
   type = object({
     ca_pem          = string
     server_cert_pem = string
-    server_key_pem  = string
     client_cert_pem = string
-    client_key_pem  = string
   })
-  sensitive = true
 
   validation {
-    condition     = alltrue([for v in values(var.tls) : can(regex("-----BEGIN [A-Z ]+-----", v))])
-    error_message = "every tls value must be PEM text (-----BEGIN ...-----)."
-  }
-}
-
-variable "consul_gossip_key" {
-  description = "Consul gossip encryption key: 32 random bytes, base64 (`consul keygen`)."
-  type        = string
-  sensitive   = true
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9+/]{43}=$", var.consul_gossip_key))
-    error_message = "consul_gossip_key must be 32 bytes in base64 (44 characters), as `consul keygen` prints."
-  }
-}
-
-variable "nomad_gossip_key" {
-  description = "Nomad server gossip encryption key: 32 random bytes, base64 (`nomad operator gossip keyring generate`)."
-  type        = string
-  sensitive   = true
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9+/]{43}=$", var.nomad_gossip_key))
-    error_message = "nomad_gossip_key must be 32 bytes in base64 (44 characters)."
+    condition     = alltrue([for v in values(var.tls) : can(regex("-----BEGIN CERTIFICATE-----", v)) && !can(regex("PRIVATE KEY", v))])
+    error_message = "every tls value must be a PEM certificate, and none may carry a private key."
   }
 }

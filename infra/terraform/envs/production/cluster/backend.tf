@@ -1,5 +1,6 @@
-# Local state until a shared backend is set up. Production state holds the cluster's TLS keys
-# and gossip keys (user_data): it must live in an encrypted, access-controlled, locked store.
+# Local state until a shared backend is set up. Production state holds no private key or gossip
+# key (they are pushed after boot), but the Hetzner token's reach and the cluster's layout: it
+# must still live in an encrypted, access-controlled, locked store.
 # To move it: comment the local block out and the s3 block in, then run
 # `terraform init -migrate-state`. Example: Hetzner Object Storage (S3-compatible), with
 # Terraform's own S3 lock file (1.10+), no DynamoDB needed.

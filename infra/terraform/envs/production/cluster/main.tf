@@ -20,7 +20,5 @@ module "cluster" {
     engine = { count = 2, location = "fsn1", datacenter = "fsn1", server_type = "cpx21" }
   }
 
-  tls               = var.tls
-  consul_gossip_key = var.consul_gossip_key
-  nomad_gossip_key  = var.nomad_gossip_key
+  tls = var.tls
 }

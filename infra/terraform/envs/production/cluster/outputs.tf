@@ -12,3 +12,8 @@ output "vault_addr" {
   description = "Vault API (private network): envs/production/platform's vault_addr."
   value       = module.cluster.vault_addr
 }
+
+output "key_files" {
+  description = "What `arbfleet cluster push-keys` writes on each node after boot (no secret values)."
+  value       = module.cluster.key_files
+}

@@ -20,25 +20,11 @@ variable "ssh_keys" {
 }
 
 variable "tls" {
-  description = "PEM CA, server and client certificates and keys (see modules/cluster/README.md for the SANs)."
+  description = "PEM CA, server and client certificates (see modules/cluster/README.md for the SANs); the private keys and gossip keys are pushed after boot (`arbfleet cluster push-keys`), never through Terraform."
   type = object({
     ca_pem          = string
     server_cert_pem = string
-    server_key_pem  = string
     client_cert_pem = string
-    client_key_pem  = string
   })
   sensitive = true
-}
-
-variable "consul_gossip_key" {
-  description = "Output of `consul keygen`."
-  type        = string
-  sensitive   = true
-}
-
-variable "nomad_gossip_key" {
-  description = "Output of `nomad operator gossip keyring generate`."
-  type        = string
-  sensitive   = true
 }

@@ -31,12 +31,8 @@ variables {
   tls = {
     ca_pem          = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n"
     server_cert_pem = "-----BEGIN CERTIFICATE-----\nTEST-SERVER\n-----END CERTIFICATE-----\n"
-    server_key_pem  = "-----BEGIN PRIVATE KEY-----\nTEST-SERVER-KEY\n-----END PRIVATE KEY-----\n"
     client_cert_pem = "-----BEGIN CERTIFICATE-----\nTEST-CLIENT\n-----END CERTIFICATE-----\n"
-    client_key_pem  = "-----BEGIN PRIVATE KEY-----\nTEST-CLIENT-KEY\n-----END PRIVATE KEY-----\n"
   }
-  consul_gossip_key = "Y29uc3VsLWdvc3NpcC1rZXktMzItYnl0ZXMtbG9uZyE="
-  nomad_gossip_key  = "bm9tYWQtZ29zc2lwLWtleS0zMi1ieXRlcy1sb25nISE="
 }
 
 run "node_groups" {
@@ -133,7 +129,6 @@ run "cloud_init" {
         "acl {\n  enabled                  = true\n  default_policy           = \"deny\"",
         "verify_incoming        = true",
         "verify_server_hostname = true",
-        "encrypt    = \"Y29uc3VsLWdvc3NpcC1rZXktMzItYnl0ZXMtbG9uZyE=\"",
         "retry_join = [\"10.42.1.10\",\"10.42.1.11\",\"10.42.1.12\"]",
         "bootstrap_expect = 3",
       ] : strcontains(one([for f in output.bootstrap["arbtest-server-1"].files : f.content if f.path == "/etc/consul.d/consul.hcl"]), snippet)
@@ -146,7 +141,6 @@ run "cloud_init" {
         "acl {\n  enabled = true\n}",
         "http                   = true",
         "rpc                    = true",
-        "encrypt          = \"bm9tYWQtZ29zc2lwLWtleS0zMi1ieXRlcy1sb25nISE=\"",
         "jwt_auth_backend_path = \"jwt-nomad\"",
       ] : strcontains(one([for f in output.bootstrap["arbtest-server-1"].files : f.content if f.path == "/etc/nomad.d/nomad.hcl"]), snippet)
     ])
@@ -181,16 +175,34 @@ run "cloud_init" {
     error_message = "clients must not get Vault server files"
   }
   assert {
-    condition     = one([for f in output.bootstrap["arbtest-server-1"].files : f.content if f.path == "/etc/consul.d/tls/agent-key.pem"]) == "-----BEGIN PRIVATE KEY-----\nTEST-SERVER-KEY\n-----END PRIVATE KEY-----\n"
-    error_message = "servers get the server key"
+    condition     = alltrue([for name, u in output.user_data : !strcontains(u, "PRIVATE KEY") && !can(regex("encrypt +=", u))])
+    error_message = "user_data must carry no private key and no gossip key (they are pushed after boot)"
   }
   assert {
-    condition     = one([for f in output.bootstrap["arbtest-data-1"].files : f.mode if f.path == "/etc/consul.d/tls/agent-key.pem"]) == "0640"
-    error_message = "TLS keys must not be world-readable"
+    condition     = !anytrue([for f in output.bootstrap["arbtest-server-1"].files : endswith(f.path, "-key.pem") || endswith(f.path, "gossip.hcl")])
+    error_message = "the bootstrap must write no key file"
   }
   assert {
-    condition     = strcontains(output.user_data["arbtest-server-1"], "systemctl enable --now consul vault nomad")
-    error_message = "server runcmd must start the three agents"
+    condition = output.key_files["arbtest-server-1"].files == [
+      { path = "/etc/consul.d/tls/agent-key.pem", owner = "root", group = "consul", mode = "0640", secret = "server-key.pem", template = "$${secret}" },
+      { path = "/etc/nomad.d/tls/agent-key.pem", owner = "root", group = "root", mode = "0600", secret = "server-key.pem", template = "$${secret}" },
+      { path = "/etc/vault.d/tls/agent-key.pem", owner = "root", group = "vault", mode = "0640", secret = "server-key.pem", template = "$${secret}" },
+      { path = "/etc/consul.d/gossip.hcl", owner = "root", group = "consul", mode = "0640", secret = "consul-gossip.key", template = "encrypt = \"$${secret}\"\n" },
+      { path = "/etc/nomad.d/gossip.hcl", owner = "root", group = "root", mode = "0600", secret = "nomad-gossip.key", template = "server {\n  encrypt = \"$${secret}\"\n}\n" },
+    ]
+    error_message = "servers get the server key for each agent and both gossip keys after boot, none world-readable"
+  }
+  assert {
+    condition     = [for f in output.key_files["arbtest-data-1"].files : f.secret] == ["client-key.pem", "client-key.pem", "consul-gossip.key"]
+    error_message = "clients get the client key and Consul's gossip key only"
+  }
+  assert {
+    condition     = join(" ", output.key_files["arbtest-server-1"].services) == "consul vault nomad" && output.key_files["arbtest-server-1"].private_ip == "10.42.1.10"
+    error_message = "push-keys starts the server's three agents in order, at its private address"
+  }
+  assert {
+    condition     = strcontains(output.user_data["arbtest-server-1"], "systemctl enable consul vault nomad") && !strcontains(output.user_data["arbtest-server-1"], "--now")
+    error_message = "server runcmd must enable the three agents, not start them before their keys"
   }
 }
 
@@ -242,12 +254,16 @@ run "subnet_typo_rejected" {
   expect_failures = [var.subnet_cidr]
 }
 
-run "bad_gossip_key_rejected" {
+run "private_key_in_tls_rejected" {
   command = plan
   variables {
-    consul_gossip_key = "not-a-key"
+    tls = {
+      ca_pem          = "-----BEGIN CERTIFICATE-----\nTEST-CA\n-----END CERTIFICATE-----\n"
+      server_cert_pem = "-----BEGIN CERTIFICATE-----\nX\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n"
+      client_cert_pem = "-----BEGIN CERTIFICATE-----\nTEST-CLIENT\n-----END CERTIFICATE-----\n"
+    }
   }
-  expect_failures = [var.consul_gossip_key]
+  expect_failures = [var.tls]
 }
 
 run "group_outside_network_zone_rejected" {

@@ -22,12 +22,8 @@ module "cluster" {
   tls = {
     ca_pem          = file("${var.tls_dir}/ca.pem")
     server_cert_pem = file("${var.tls_dir}/server.pem")
-    server_key_pem  = file("${var.tls_dir}/server-key.pem")
     client_cert_pem = file("${var.tls_dir}/client.pem")
-    client_key_pem  = file("${var.tls_dir}/client-key.pem")
   }
-  consul_gossip_key = var.consul_gossip_key
-  nomad_gossip_key  = var.nomad_gossip_key
 
   volume_delete_protection = false # an example: easy to tear down
 }

@@ -20,18 +20,6 @@ variable "ssh_keys" {
 }
 
 variable "tls_dir" {
-  description = "Directory holding ca.pem, server.pem, server-key.pem, client.pem, client-key.pem."
+  description = "Directory holding ca.pem, server.pem and client.pem (the keys stay out of Terraform: `arbfleet cluster push-keys`)."
   type        = string
-}
-
-variable "consul_gossip_key" {
-  description = "Output of `consul keygen`."
-  type        = string
-  sensitive   = true
-}
-
-variable "nomad_gossip_key" {
-  description = "Output of `nomad operator gossip keyring generate`."
-  type        = string
-  sensitive   = true
 }

@@ -9,12 +9,10 @@ locals {
     advertise_ip        = var.advertise_ip
     bootstrap_expect    = length(var.server_ips)
     consul_datacenter   = var.consul_datacenter
-    consul_gossip_key   = var.consul_gossip_key
     datacenter          = var.datacenter
     host_volumes        = var.host_volumes
     node_class          = var.node_class
     node_name           = var.node_name
-    nomad_gossip_key    = var.nomad_gossip_key
     region              = var.region
     server              = local.is_server
     server_ips          = var.server_ips
@@ -29,7 +27,7 @@ locals {
   users = local.is_server ? ["consul", "vault"] : ["consul"]
 
   # Config directories are readable by the service's group only (they hold the gossip key and
-  # TLS keys); data directories by the service user only.
+  # TLS keys once pushed); data directories by the service user only.
   directories = concat(
     [
       { path = "/etc/consul.d", owner = "root", group = "consul", mode = "0750" },
@@ -51,13 +49,36 @@ locals {
     [for name in sort(keys(var.host_volumes)) : merge(var.host_volumes[name], { path = "${local.volume_dir}/${name}" })],
   )
 
+  agents = local.is_server ? ["consul", "nomad", "vault"] : ["consul", "nomad"]
+
+  # Only public TLS material rides in user_data: a cloud's metadata service hands user_data back
+  # to anything on the machine that asks (and the cloud API keeps it), so private keys and
+  # gossip keys are not in it.
   tls_files = flatten([
-    for agent in(local.is_server ? ["consul", "nomad", "vault"] : ["consul", "nomad"]) : [
+    for agent in local.agents : [
       { path = "${local.tls_dir[agent]}/ca.pem", owner = "root", group = agent == "nomad" ? "root" : agent, mode = "0644", content = var.tls.ca_pem },
       { path = "${local.tls_dir[agent]}/agent.pem", owner = "root", group = agent == "nomad" ? "root" : agent, mode = "0644", content = var.tls.cert_pem },
-      { path = "${local.tls_dir[agent]}/agent-key.pem", owner = "root", group = agent == "nomad" ? "root" : agent, mode = agent == "nomad" ? "0600" : "0640", content = var.tls.key_pem },
     ]
   ])
+
+  # The secret files a node gets after boot (`arbfleet cluster push-keys`, over SSH): where,
+  # with which owner and mode, which file of the operator's keys directory (`secret`) and how it
+  # is written (`template`, `$${secret}` replaced by that file's text). No secret value here.
+  # Gossip keys sit in files of their own that the agents read with their config directory.
+  key_files = concat(
+    [
+      for agent in local.agents : {
+        path = "${local.tls_dir[agent]}/agent-key.pem", owner = "root", group = agent == "nomad" ? "root" : agent,
+        mode = agent == "nomad" ? "0600" : "0640", secret = "${var.role}-key.pem", template = "$${secret}"
+      }
+    ],
+    [
+      { path = "/etc/consul.d/gossip.hcl", owner = "root", group = "consul", mode = "0640", secret = "consul-gossip.key", template = "encrypt = \"$${secret}\"\n" },
+    ],
+    local.is_server ? [
+      { path = "/etc/nomad.d/gossip.hcl", owner = "root", group = "root", mode = "0600", secret = "nomad-gossip.key", template = "server {\n  encrypt = \"$${secret}\"\n}\n" },
+    ] : [],
+  )
 
   files = concat(
     [
@@ -74,6 +95,7 @@ locals {
     local.tls_files,
   )
 
+  # In start order; the push of the keys starts them (the units wait for their key files).
   services = local.is_server ? ["consul", "vault", "nomad"] : ["consul", "nomad"]
 
   runcmd = concat(
@@ -88,7 +110,9 @@ locals {
     [
       "/usr/local/sbin/arbfleet-install-hashicorp",
       "systemctl daemon-reload",
-      "systemctl enable --now ${join(" ", local.services)}",
+      # Enabled, not started: their keys arrive after boot (key_files), and the units'
+      # ConditionFileNotEmpty on the key files keeps a reboot before that from crash-looping.
+      "systemctl enable ${join(" ", local.services)}",
     ],
   )
 

@@ -1,5 +1,5 @@
 output "user_data" {
-  description = "The #cloud-config document for the node."
+  description = "The #cloud-config document for the node (no private key, no gossip key)."
   value       = local.user_data
   sensitive   = true
 }
@@ -13,4 +13,14 @@ output "bootstrap" {
     runcmd      = local.runcmd
   }
   sensitive = true
+}
+
+output "key_files" {
+  description = "The secret files the node gets after boot, without their values: path, owner, group, mode, `secret` (the file of the operator's keys directory that fills it) and `template` (`$${secret}` replaced by that file's text)."
+  value       = local.key_files
+}
+
+output "services" {
+  description = "The agents' systemd units in start order, started once the key files are in place."
+  value       = local.services
 }

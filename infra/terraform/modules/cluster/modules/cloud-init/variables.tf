@@ -54,25 +54,11 @@ variable "versions" {
 }
 
 variable "tls" {
-  description = "PEM CA certificate and this role's certificate and key (see the cluster module's README for the SANs each needs)."
+  description = "PEM CA certificate and this role's certificate (see the cluster module's README for the SANs each needs). The private key is not an input: it reaches the node after boot (output key_files)."
   type = object({
     ca_pem   = string
     cert_pem = string
-    key_pem  = string
   })
-  sensitive = true
-}
-
-variable "consul_gossip_key" {
-  description = "Consul gossip encryption key (`consul keygen`: 32 bytes, base64)."
-  type        = string
-  sensitive   = true
-}
-
-variable "nomad_gossip_key" {
-  description = "Nomad server gossip encryption key (`nomad operator gossip keyring generate`: 32 bytes, base64)."
-  type        = string
-  sensitive   = true
 }
 
 variable "vault_jwt_auth_path" {
