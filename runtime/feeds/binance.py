@@ -280,18 +280,18 @@ def _wire_type(obj: dict[str, Any], stream: object) -> type[msgspec.Struct] | No
     """The shape ``obj`` claims to have: by its stream's name in a combined frame, else by its
     event type; an object without one that has an update id claims to be a bookTicker."""
     if isinstance(stream, str):
-        kind = stream.partition("@")[2]
-        if kind == "bookTicker":
+        name = stream.partition("@")[2]
+        if name == "bookTicker":
             return _BookTickerWire
-        if kind.startswith("depth"):
+        if name.startswith("depth"):
             return _DepthWire
-        return _TradeWire if kind == "trade" else None
-    kind = obj.get("e")
-    if kind == "depthUpdate":
+        return _TradeWire if name == "trade" else None
+    event = obj.get("e")
+    if event == "depthUpdate":
         return _DepthWire
-    if kind == "trade":
+    if event == "trade":
         return _TradeWire
-    if kind is None and "u" in obj:
+    if event is None and "u" in obj:
         return _BookTickerWire
     return None
 

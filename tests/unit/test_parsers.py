@@ -249,7 +249,9 @@ def test_upbit_trade_bid_means_buyer_aggressor(upbit: UpbitParser) -> None:
             DropReason.DUPLICATE_KEY,
         ),
         (
-            ws_message("upbit_trade").replace(b'"ask_bid":"BID"', b'"ask_bid":"ASK","ask_bid":"BID"'),
+            ws_message("upbit_trade").replace(
+                b'"ask_bid":"BID"', b'"ask_bid":"ASK","ask_bid":"BID"'
+            ),
             DropReason.DUPLICATE_KEY,
         ),
     ],
