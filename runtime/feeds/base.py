@@ -66,6 +66,10 @@ class DropReason(enum.StrEnum):
     """A diff that arrived while waiting for a snapshot, beyond the buffer's bound."""
 
 
+EVENT_REASONS: Final = frozenset({DropReason.OUT_OF_ORDER, DropReason.BUFFER_OVERFLOW})
+"""Drops of events a parser produced (the book refused them), not of frames."""
+
+
 class DropCounter:
     """Counts dropped frames per reason for one venue and logs a bounded sample of them."""
 
@@ -91,6 +95,11 @@ class DropCounter:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def frames_dropped(self) -> int:
+        """Frames the parser refused (drops of events it produced left out)."""
+        return sum(n for reason, n in self.counts.items() if reason not in EVENT_REASONS)
 
 
 def decode_error_reason(exc: Exception) -> DropReason:
