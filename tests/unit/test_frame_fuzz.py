@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 from runtime.config import load_config
 from runtime.engine import Engine
 from runtime.events import DepthUpdate
-from runtime.feeds.base import DropReason
-from runtime.feeds.venues import PARSERS
+from runtime.feeds.base import DropCounter, DropReason
+from runtime.feeds.venues import build_parser
 from runtime.plugins import discover
 from tests.unit.market_kit import binance_ticker as binance_ticker_frame
 from tests.unit.market_kit import upbit_book
@@ -405,8 +405,8 @@ def expected_reasons(frame: Frame) -> set[DropReason] | None:
 
 def play(engine: Engine, frame: Frame) -> None:
     """One frame through the engine's handler, checking every invariant of the module."""
-    parser = engine.parsers[frame.venue]
-    shadow = PARSERS[frame.venue](dict(parser._symbols), None)  # type: ignore[attr-defined]
+    subscriptions = list(engine.subscriptions[frame.venue].values())
+    shadow = build_parser(frame.venue, subscriptions, DropCounter(frame.venue))
     drops = engine.drops[frame.venue]
     before_drops, before_orders, before_tops = dict(drops.counts), orders(engine), tops(engine)
     before_frames = engine.stats.frame_count()
