@@ -63,7 +63,7 @@ class _OrderbookWire(msgspec.Struct, gc=False):
     def counted_keys(self) -> int:
         """Keys in a frame that decoded into this if none repeats: see ``binance._counted_keys``."""
         sent = (self.total_ask_size, self.total_bid_size, self.stream_type, self.level)
-        return 4 + sum(value is not _UNSET for value in sent) + 4 * len(self.orderbook_units)
+        return 8 - sent.count(_UNSET) + 4 * len(self.orderbook_units)  # count: a loop in C
 
 
 class _TradeWire(msgspec.Struct, gc=False):
@@ -104,7 +104,7 @@ class _TradeWire(msgspec.Struct, gc=False):
         time_colons = 0
         if isinstance(self.trade_time, str):
             time_colons = 1 + self.trade_time.count(":")
-        return 8 + sum(value is not _UNSET for value in sent) + time_colons
+        return 8 + len(sent) - sent.count(_UNSET) + time_colons
 
 
 class UpbitParser:
