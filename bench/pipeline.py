@@ -1,19 +1,32 @@
-"""Hot-path throughput: bare parse floor vs parse -> book -> cross-exchange strategy -> intent.
+"""Hot-path throughput on the frames the engine receives, against a bare parse of the same bytes.
 
-Usage: ``python -m bench.pipeline [--quick]``. Three measurements on the same machine, in one run:
+Usage: ``python -m bench.pipeline [--quick]``. Every figure comes from one run on one machine:
 
-- ``pipeline.parse_floor.msgs_per_s``: msgspec decoding Binance bookTicker frames into the typed
-  struct the parser uses, and nothing else — the floor any parser of these bytes stands on.
-- ``pipeline.book_ticker.msgs_per_s`` and ``.p99_us``: the same frames through the engine's frame
-  handler for Binance: parse, normalize, validate, update the book, call the cross-exchange
-  strategy (whose other leg, Upbit BTC/KRW with USDT/KRW, is in the book), and for one frame in
-  a thousand, which crosses the spread, the intents, risk guards and a paper fill.
-- ``pipeline.depth.msgs_per_s``: Binance depth diffs of 20 levels (10 bids, 10 asks, half of them
-  removals) through the same handler into an L2 book (strategy subscribed with ``use_depth``).
+- ``pipeline.parse_floor.msgs_per_s``: msgspec decoding Binance combined-stream bookTicker frames
+  (``{"stream":"btcusdt@bookTicker","data":{...}}``, what ``feeds/venues.py`` subscribes to) into
+  the typed envelope the parser uses, and nothing else: the floor any parser of these bytes
+  stands on. ``pipeline.parse_floor_orjson.msgs_per_s``: ``orjson.loads`` of the same bytes.
+- ``pipeline.parser.msgs_per_s``: ``BinanceParser.parse`` alone on the same bytes: decode,
+  the duplicate-key count, symbol map, validation, the event.
+- ``pipeline.book_ticker.msgs_per_s`` and ``.p99_us``: the same bytes through the engine's frame
+  handler: parse, update the book, call the cross-exchange strategy (its other leg, Upbit
+  BTC/KRW with USDT/KRW, is in the book) and, for a frame that crosses Upbit (one in a thousand
+  by construction), the intents, risk guards and a paper fill while the balances last.
+  ``.crossing_to_intents``: the share of crossing frames that went on to intents in the
+  latency pass (the rest found the simulated balances dry).
+- ``pipeline.book_ticker_raw.msgs_per_s``: the handler on the same quotes as raw frames
+  (``{"u":...}``), which Binance sends on single-stream connections: for comparison only.
+- ``pipeline.depth.msgs_per_s`` and ``.parse_floor.msgs_per_s``: Binance combined depth diffs of
+  20 levels (10 bids, 10 asks, half of them removals) through the handler into an L2 book
+  (strategy subscribed with ``use_depth``), and their bare typed decode.
+- ``pipeline.upbit_orderbook.msgs_per_s`` and ``.parse_floor.msgs_per_s``: Upbit orderbook frames
+  in the DEFAULT format the engine subscribes to (15 units, numbers as JSON numbers) through
+  the Upbit handler, and their bare typed decode.
 
-Throughput is frames per second of CPU time of this process (``time.process_time``): one core's
-worth, and the figure other load on the machine distorts least. Latency is wall-clock per frame
-(``perf_counter_ns`` around each call), so preemption shows in its tail.
+Throughput is frames per second of CPU time of this process (``time.process_time``), best of
+several passes: one core's worth, and the figure other load on the machine distorts least.
+Latency is wall-clock per frame (``perf_counter_ns`` around each call), so preemption shows in
+its tail. The load average is printed: other work on two cores still skews every figure.
 """
 
 from __future__ import annotations
@@ -32,11 +45,13 @@ from bench.results import load_average, write_results
 from runtime.config import load_config
 from runtime.engine import Engine
 from runtime.events import BookTicker, DepthUpdate
-from runtime.feeds.binance import _BookTickerWire
+from runtime.feeds.binance import BinanceParser, _BookTickerWire, _Combined, _DepthWire
+from runtime.feeds.upbit import _OrderbookWire
 from runtime.logging import configure
 
 RATE = 1_380.0
 MID = 60_000.0
+UPBIT_UNITS = 15
 
 
 def engine_for(strategy_config: dict[str, Any]) -> Engine:
@@ -53,7 +68,12 @@ def engine_for(strategy_config: dict[str, Any]) -> Engine:
     return engine
 
 
-def ticker_frames(count: int, seed: int = 1) -> list[bytes]:
+def combined(stream: str, data: bytes) -> bytes:
+    """``data`` as a frame of a combined-stream connection (Binance's ``/stream?streams=``)."""
+    return b'{"stream":"%s","data":%s}' % (stream.encode(), data)
+
+
+def ticker_frames(count: int, seed: int = 1, *, raw: bool = False) -> list[bytes]:
     """Binance bookTicker frames around MID; one in a thousand crosses Upbit by ~50 bps."""
     rng = random.Random(seed)
     frames = []
@@ -62,47 +82,66 @@ def ticker_frames(count: int, seed: int = 1) -> list[bytes]:
         if index % 1000 == 999:
             bid = MID * 0.995  # Upbit's bid is now ~50 bps over Binance's ask
         ask = bid + 0.01
-        frames.append(
-            b'{"u":%d,"s":"BTCUSDT","b":"%.8f","B":"%.8f","a":"%.8f","A":"%.8f"}'
-            % (1_000 + index, bid, rng.uniform(0.1, 3), ask, rng.uniform(0.1, 3))
+        data = b'{"u":%d,"s":"BTCUSDT","b":"%.8f","B":"%.8f","a":"%.8f","A":"%.8f"}' % (
+            1_000 + index,
+            bid,
+            rng.uniform(0.1, 3),
+            ask,
+            rng.uniform(0.1, 3),
         )
+        frames.append(data if raw else combined("btcusdt@bookTicker", data))
     return frames
 
 
 def depth_frames(count: int, levels: int = 10, seed: int = 2) -> list[bytes]:
-    """Binance depth diffs with ``levels`` bids and ``levels`` asks, contiguous update ids."""
+    """Combined Binance depth diffs with ``levels`` bids and asks each, contiguous update ids."""
     rng = random.Random(seed)
     frames = []
     update_id = 1_000
+
+    def side(sign: int) -> list[list[str]]:
+        return [
+            [
+                f"{MID + sign * 0.01 * rng.randint(1, 60):.8f}",
+                f"{rng.choice((0.0, rng.uniform(0.01, 2))):.8f}",
+            ]
+            for _ in range(levels)
+        ]
+
     for _ in range(count):
-        bids = [
-            [
-                f"{MID - 0.01 * rng.randint(1, 60):.8f}",
-                f"{rng.choice((0.0, rng.uniform(0.01, 2))):.8f}",
-            ]
-            for _ in range(levels)
-        ]
-        asks = [
-            [
-                f"{MID + 0.01 * rng.randint(1, 60):.8f}",
-                f"{rng.choice((0.0, rng.uniform(0.01, 2))):.8f}",
-            ]
-            for _ in range(levels)
-        ]
+        bids, asks = side(-1), side(1)
         first, update_id = update_id + 1, update_id + rng.randint(1, 5)
-        frames.append(
-            orjson.dumps(
-                {
-                    "e": "depthUpdate",
-                    "E": 1,
-                    "s": "BTCUSDT",
-                    "U": first,
-                    "u": update_id,
-                    "b": bids,
-                    "a": asks,
-                }
-            )
-        )
+        data = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": first, "u": update_id}
+        frames.append(combined("btcusdt@depth@100ms", orjson.dumps(data | {"b": bids, "a": asks})))
+    return frames
+
+
+def upbit_frames(count: int, seed: int = 3) -> list[bytes]:
+    """Upbit orderbook frames (DEFAULT format, as subscribed) around MID at RATE."""
+    rng = random.Random(seed)
+    frames = []
+    mid = MID * RATE
+    for index in range(count):
+        units = [
+            {
+                "ask_price": round(mid + 1_000 * (level + 1)),
+                "bid_price": round(mid - 1_000 * (level + 1)),
+                "ask_size": round(rng.uniform(0.001, 2), 8),
+                "bid_size": round(rng.uniform(0.001, 2), 8),
+            }
+            for level in range(UPBIT_UNITS)
+        ]
+        frame = {
+            "type": "orderbook",
+            "code": "KRW-BTC",
+            "timestamp": 1_746_601_573_804 + index,
+            "total_ask_size": 4.79158413,
+            "total_bid_size": 2.65609625,
+            "orderbook_units": units,
+            "stream_type": "REALTIME",
+            "level": 0,
+        }
+        frames.append(orjson.dumps(frame))
     return frames
 
 
@@ -117,35 +156,44 @@ def best_of(repeats: int, run: Callable[[], None], count: int) -> float:
     return max(cpu_rate(run, count) for _ in range(repeats))
 
 
+def decode_rate(decoder: Callable[[bytes], object], frames: list[bytes], repeats: int) -> float:
+    def run() -> None:
+        for raw in frames:
+            decoder(raw)
+
+    return best_of(repeats, run, len(frames))
+
+
 def measure_floor(frames: list[bytes], repeats: int) -> tuple[float, float]:
-    decode = msgspec.json.Decoder(_BookTickerWire, strict=False).decode
-    loads = orjson.loads
-
-    def typed() -> None:
-        for raw in frames:
-            decode(raw)
-
-    def generic() -> None:
-        for raw in frames:
-            loads(raw)
-
-    return best_of(repeats, typed, len(frames)), best_of(repeats, generic, len(frames))
+    typed = msgspec.json.Decoder(_Combined[_BookTickerWire], strict=False).decode
+    return decode_rate(typed, frames, repeats), decode_rate(orjson.loads, frames, repeats)
 
 
-def handler_rate(engine: Engine, frames: list[bytes]) -> float:
-    """Frames per CPU second through ``engine``'s Binance frame handler, stamped as a feed does."""
-    handler = engine.frame_handler("binance")
+def measure_parser(frames: list[bytes], repeats: int) -> float:
+    parser = BinanceParser({"BTCUSDT": "BTC/USDT"})
+    rate = decode_rate(lambda raw: parser.parse(raw, 1), frames, repeats)
+    assert parser.drops.total == 0, parser.drops.counts
+    return rate
+
+
+def handler_rate(engine: Engine, venue: str, frames: list[bytes]) -> float:
+    """Frames per CPU second through ``engine``'s frame handler, stamped as a feed does."""
+    handler = engine.frame_handler(venue)
     time_ns = time.time_ns
 
     def run() -> None:
         for raw in frames:
             handler(raw, time_ns())
 
-    return cpu_rate(run, len(frames))
+    rate = cpu_rate(run, len(frames))
+    assert engine.drops[venue].frames_dropped == 0, engine.drops[venue].counts
+    return rate
 
 
 def measure_ticker(frames: list[bytes], repeats: int) -> tuple[float, float, Engine]:
-    rate = max(handler_rate(engine_for({"cooldown_ms": 0}), frames) for _ in range(repeats))
+    rate = max(
+        handler_rate(engine_for({"cooldown_ms": 0}), "binance", frames) for _ in range(repeats)
+    )
     engine = engine_for({"cooldown_ms": 0})
     handler = engine.frame_handler("binance")
     perf = time.perf_counter_ns
@@ -169,31 +217,65 @@ def depth_engine() -> Engine:
     return engine
 
 
-def measure_depth(frames: list[bytes], repeats: int) -> float:
+def measure_depth(frames: list[bytes], repeats: int) -> tuple[float, float]:
     rates = []
     for _ in range(repeats):
         engine = depth_engine()
-        rates.append(handler_rate(engine, frames))
+        rates.append(handler_rate(engine, "binance", frames))
         book = engine.books.book("binance", "BTC/USDT")
         assert book is not None and book.gaps == 0, "depth frames must apply without gaps"
-    return max(rates)
+    floor = msgspec.json.Decoder(_Combined[_DepthWire], strict=False).decode
+    return max(rates), decode_rate(floor, frames, repeats)
 
 
-def report(figures: dict[str, float], engine: Engine, count: int, depth_count: int) -> None:
-    floor = figures["pipeline.parse_floor.msgs_per_s"]
-    ticker = figures["pipeline.book_ticker.msgs_per_s"]
+def measure_upbit(frames: list[bytes], repeats: int) -> tuple[float, float]:
+    rate = max(handler_rate(engine_for({}), "upbit", frames) for _ in range(repeats))
+    return rate, decode_rate(msgspec.json.Decoder(_OrderbookWire).decode, frames, repeats)
+
+
+def intents(engine: Engine, count: int) -> dict[str, float]:
+    """What the frames of the latency pass went on to do, as counts and the share of frames."""
     stats = engine.stats.by_strategy["bench"]
-    print(f"load average {load_average():.2f}; {count:,} ticker, {depth_count:,} depth frames")
-    print(f"  parse floor (msgspec typed)   {floor:>12,.0f} msgs/s")
-    orjson_floor = figures["pipeline.parse_floor_orjson.msgs_per_s"]
-    print(f"  parse floor (orjson)          {orjson_floor:>12,.0f} msgs/s")
-    print(
-        f"  book-ticker pipeline          {ticker:>12,.0f} msgs/s, {floor / ticker:.2f}x the floor"
+    return {
+        "pipeline.book_ticker.crossing_frames": count // 1000,
+        "pipeline.book_ticker.intent_batches": stats.tick_to_intent_count,
+        # Share of the crossing frames that went on to intents: the rest found balances dry.
+        "pipeline.book_ticker.crossing_to_intents": stats.tick_to_intent_count / (count // 1000),
+        "pipeline.book_ticker.orders": stats.orders,
+        "pipeline.book_ticker.fills": stats.fills,
+    }
+
+
+def report(figures: dict[str, float], counts: tuple[int, int, int], load: float) -> None:
+    print(f"load average {load:.2f} at start, {load_average():.2f} at end; frames: {counts}")
+
+    def line(label: str, name: str, floor_name: str | None = None) -> None:
+        value = figures[name]
+        ratio = f", {figures[floor_name] / value:.2f}x its floor" if floor_name else ""
+        print(f"  {label:<38}{value:>12,.0f} msgs/s{ratio}")
+
+    line("parse floor, combined (msgspec typed)", "pipeline.parse_floor.msgs_per_s")
+    line("parse floor, combined (orjson)", "pipeline.parse_floor_orjson.msgs_per_s")
+    line(
+        "BinanceParser.parse, combined",
+        "pipeline.parser.msgs_per_s",
+        "pipeline.parse_floor.msgs_per_s",
     )
+    line("book-ticker pipeline, combined", "pipeline.book_ticker.msgs_per_s",
+         "pipeline.parse_floor.msgs_per_s")  # fmt: skip
     print(f"    p99 {figures['pipeline.book_ticker.p99_us']:.1f} µs per frame")
-    print(f"    {stats.opportunities} opportunities, {stats.orders} orders, {stats.fills} fills")
-    depth = figures["pipeline.depth.msgs_per_s"]
-    print(f"  depth pipeline (10+10 levels) {depth:>12,.0f} msgs/s")
+    print(
+        f"    {figures['pipeline.book_ticker.crossing_frames']:.0f} crossing frames, "
+        f"{figures['pipeline.book_ticker.intent_batches']:.0f} went on to intents "
+        f"({figures['pipeline.book_ticker.crossing_to_intents']:.1%} of the crossing ones), "
+        f"{figures['pipeline.book_ticker.orders']:.0f} orders, "
+        f"{figures['pipeline.book_ticker.fills']:.0f} fills"
+    )
+    line("book-ticker pipeline, raw frames", "pipeline.book_ticker_raw.msgs_per_s")
+    line("depth, combined, 10+10 levels", "pipeline.depth.msgs_per_s",
+         "pipeline.depth.parse_floor.msgs_per_s")  # fmt: skip
+    line("Upbit orderbook, 15 units", "pipeline.upbit_orderbook.msgs_per_s",
+         "pipeline.upbit_orderbook.parse_floor.msgs_per_s")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -201,21 +283,35 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--quick", action="store_true", help="fewer frames and repeats")
     args = parser.parse_args(argv)
     configure("ERROR")
+    load = load_average()
     count, depth_count, repeats = (200_000, 30_000, 3) if args.quick else (1_000_000, 150_000, 5)
     frames = ticker_frames(count)
     floor, orjson_floor = measure_floor(frames, repeats)
+    parse = measure_parser(frames, repeats)
     ticker, p99_us, engine = measure_ticker(frames, repeats)
-    depth = measure_depth(depth_frames(depth_count), repeats)
+    raw = max(
+        handler_rate(engine_for({"cooldown_ms": 0}), "binance", ticker_frames(count, raw=True))
+        for _ in range(repeats)
+    )
+    depth, depth_floor = measure_depth(depth_frames(depth_count), repeats)
+    upbit, upbit_floor = measure_upbit(upbit_frames(depth_count), repeats)
     figures = {
         "pipeline.parse_floor.msgs_per_s": floor,
         "pipeline.parse_floor_orjson.msgs_per_s": orjson_floor,
+        "pipeline.parser.msgs_per_s": parse,
         "pipeline.book_ticker.msgs_per_s": ticker,
         "pipeline.book_ticker.p99_us": p99_us,
         "pipeline.book_ticker.floor_ratio": floor / ticker,
+        "pipeline.book_ticker_raw.msgs_per_s": raw,
         "pipeline.depth.msgs_per_s": depth,
+        "pipeline.depth.parse_floor.msgs_per_s": depth_floor,
+        "pipeline.upbit_orderbook.msgs_per_s": upbit,
+        "pipeline.upbit_orderbook.parse_floor.msgs_per_s": upbit_floor,
+        "pipeline.load_average": load,
+        **intents(engine, count),
     }
-    write_results(figures)
-    report(figures, engine, count, depth_count)
+    write_results(figures, replace_prefix="pipeline.")
+    report(figures, (count, depth_count, depth_count), load)
     return figures
 
 

@@ -24,12 +24,19 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {python}, {platform.system()}"
 
 
-def write_results(figures: dict[str, float], path: Path = RESULTS) -> dict[str, object]:
-    """Merge ``figures`` into the file (other benchmarks' figures stay) and stamp it."""
+def write_results(
+    figures: dict[str, float], path: Path = RESULTS, *, replace_prefix: str | None = None
+) -> dict[str, object]:
+    """Merge ``figures`` into the file (other benchmarks' figures stay) and stamp it.
+
+    With ``replace_prefix``, the file's old figures under that prefix go first: a benchmark
+    that renamed or dropped a figure leaves no stale one behind."""
     document: dict[str, object] = {"figures": {}}
     if path.exists():
         document = json.loads(path.read_text())
     merged = dict(document.get("figures", {}))  # type: ignore[call-overload]
+    if replace_prefix is not None:
+        merged = {name: v for name, v in merged.items() if not name.startswith(replace_prefix)}
     merged.update({name: round(value, 3) for name, value in figures.items()})
     document["figures"] = dict(sorted(merged.items()))
     document["machine"] = machine()

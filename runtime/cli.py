@@ -38,7 +38,14 @@ def add_run(subparsers: Subparsers) -> None:
     parser.add_argument("--config", type=Path, help="TOML config (defaults apply without one)")
     parser.add_argument("--log-level", help="override the config's log level")
     parser.add_argument(
-        "--replay", type=Path, help="play a recorded session (JSONL, .gz ok) instead of websockets"
+        "--replay",
+        type=Path,
+        help="play a file instead of websockets (.gz ok): lines recorded with --record, or raw "
+        "venue frames with --replay-venue",
+    )
+    parser.add_argument(
+        "--replay-venue",
+        help="the --replay file holds raw frames of this venue, one a line as the venue sent them",
     )
     parser.add_argument(
         "--speed",
@@ -53,20 +60,39 @@ def _run(args: argparse.Namespace) -> int:
     from runtime.config import load_config
     from runtime.engine import Engine
 
-    if args.replay is not None and not args.replay.is_file():
-        raise ConfigError(f"--replay: no such file {args.replay}")
+    _check_replay_args(args)
     config = load_config(args.config)
     configure(args.log_level or config.log_level)
     engine = Engine(config)
-    asyncio.run(_until_signalled(engine, args.replay, args.speed))
+    if args.replay_venue is not None and args.replay_venue not in engine.parsers:
+        raise ConfigError(
+            f"--replay-venue: no strategy listens to {args.replay_venue!r} "
+            f"(venues in use: {', '.join(sorted(engine.parsers))})"
+        )
+    asyncio.run(_until_signalled(engine, args.replay, args.speed, args.replay_venue))
     if args.replay is not None:
         from runtime.demo import render
+        from runtime.feeds.replay import usable_formats
 
-        print(render(engine.summary(), engine))
+        summary = engine.summary()
+        print(render(summary, engine))
+        if summary.frames_used == 0:  # the wrong format, or a file of garbage: say so
+            raise ConfigError(usable_formats(args.replay, args.replay_venue))
     return 0
 
 
-async def _until_signalled(engine: Any, replay: Path | None, speed: float | None) -> None:
+def _check_replay_args(args: argparse.Namespace) -> None:
+    if args.replay is not None and not args.replay.is_file():
+        raise ConfigError(f"--replay: no such file {args.replay}")
+    if args.replay_venue is not None and args.replay is None:
+        raise ConfigError("--replay-venue says what a --replay file holds: give --replay too")
+    if args.replay_venue is not None and args.speed is not None:
+        raise ConfigError("--speed: raw frames carry no times to pace them by")
+
+
+async def _until_signalled(
+    engine: Any, replay: Path | None, speed: float | None, replay_venue: str | None = None
+) -> None:
     from runtime.feeds.replay import ReplayFeed
 
     stop = asyncio.Event()
@@ -81,7 +107,7 @@ async def _until_signalled(engine: Any, replay: Path | None, speed: float | None
         return
     engine.replaying = True
     handlers = {venue: engine.frame_handler(venue) for venue in engine.parsers}
-    feed = ReplayFeed(replay, handlers, speed=speed)
+    feed = ReplayFeed(replay, handlers, speed=speed, venue=replay_venue)
     runner = asyncio.create_task(engine.run(stop, feeds=[feed]))
     await asyncio.wait(
         [asyncio.create_task(feed.done.wait()), runner], return_when="FIRST_COMPLETED"

@@ -118,6 +118,9 @@ def render(summary: Summary, engine: Engine) -> str:
         f"  {'strategy':<15}{'opps':>6}{'orders':>8}{'fills':>7}{'blocked':>9}{'rejected':>10}"
         f"{'pnl USDT':>12}  state",
     ]
+    if summary.replay_lines:
+        counts = ", ".join(f"{outcome} {n:,}" for outcome, n in summary.replay_lines.items())
+        lines.append(f"  replay lines: {counts}; frames used {summary.frames_used:,}")
     for row in summary.strategies:
         lines.append(
             f"  {row.name:<15}{row.opportunities:>6}{row.orders:>8}{row.fills:>7}{row.blocked:>9}"

@@ -32,7 +32,7 @@ from runtime.execution.live import Credentials, KeySource, LiveExecutor, venue_c
 from runtime.execution.paper import PaperExecutor
 from runtime.feeds.base import DropCounter, FrameHandler, Parser
 from runtime.feeds.binance import DepthSnapshots
-from runtime.feeds.replay import FrameRecorder
+from runtime.feeds.replay import FrameRecorder, ReplayFeed
 from runtime.feeds.venues import build_feed, build_parser
 from runtime.health import HealthServer
 from runtime.instruments import instrument
@@ -677,7 +677,16 @@ class Engine:
             loop_stalls=self.watchdog.stalls,
             max_loop_lag_ms=self.watchdog.max_lag_s * 1000,
             strategies=rows,
+            replay_lines=self._replay_lines(),
+            frames_dropped=sum(drops.frames_dropped for drops in self.drops.values()),
         )
+
+    def _replay_lines(self) -> dict[str, int]:
+        lines: collections.Counter[str] = collections.Counter()
+        for feed in self.feeds.values():
+            if isinstance(feed, ReplayFeed):
+                lines.update(feed.stats.lines())
+        return dict(lines)
 
 
 def _vault_database(config: EngineConfig, persistence: Persistence) -> DatabaseCredentials | None:
@@ -744,3 +753,12 @@ class Summary:
     loop_stalls: int
     max_loop_lag_ms: float
     strategies: list[StrategySummary] = field(default_factory=list)
+    replay_lines: dict[str, int] = field(default_factory=dict)
+    """Lines of a replay file by outcome (``ReplayStats.lines``); empty unless replaying."""
+    frames_dropped: int = 0
+    """Frames the parsers refused, whatever the reason (events the books refused left out)."""
+
+    @property
+    def frames_used(self) -> int:
+        """Frames a parser turned into an event."""
+        return self.frames - self.frames_dropped

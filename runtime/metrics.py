@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
 from runtime.consul import CHECK_NAME, STATES
-from runtime.feeds.base import DropReason
+from runtime.feeds.replay import ReplayFeed
 from runtime.instruments import split_symbol
 
 if TYPE_CHECKING:
@@ -35,9 +35,6 @@ TICK_TO_INTENT_BUCKETS_S: Final = (
     10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3,
 )  # fmt: skip
 """Upper bounds of ``arbfleet_tick_to_intent_seconds``, as the metrics contract lists them."""
-
-_AFTER_PARSE = (DropReason.OUT_OF_ORDER, DropReason.BUFFER_OVERFLOW)
-"""Drops of events the parser produced (the book refused them), not of frames."""
 
 
 def _instrument(symbol: str) -> str:
@@ -55,6 +52,7 @@ class EngineCollector(Collector):
         info.add_metric([__version__, self._engine.config.mode], 1.0)
         yield info
         yield from self._feeds()
+        yield self._replay()
         yield from self._strategies()
         yield from self._risk()
         yield from self._loop()
@@ -73,7 +71,7 @@ class EngineCollector(Collector):
         )
         for venue, counter in engine.stats.frames.items():
             drops = engine.drops[venue].counts
-            not_parsed = sum(n for reason, n in drops.items() if reason not in _AFTER_PARSE)
+            not_parsed = engine.drops[venue].frames_dropped
             depth = engine.stats.parsed[(venue, "depth")]
             trades = engine.stats.parsed[(venue, "trade")]
             tickers = max(counter[0] - not_parsed - depth - trades, 0)
@@ -115,6 +113,19 @@ class EngineCollector(Collector):
         for venue, count in engine.stats.gaps.items():
             gaps.add_metric([venue], count)
         yield gaps
+
+    def _replay(self) -> CounterMetricFamily:
+        """Lines of a replay file by outcome; no samples unless the engine plays one."""
+        lines = CounterMetricFamily(
+            "arbfleet_replay_lines",
+            "Lines of the replay file: played, blank, bad_record, unknown_venue",
+            labels=["outcome"],
+        )
+        for feed in self._engine.feeds.values():
+            if isinstance(feed, ReplayFeed):
+                for outcome, count in feed.stats.lines().items():
+                    lines.add_metric([outcome], count)
+        return lines
 
     def _strategies(self) -> Iterator[Metric]:
         engine = self._engine

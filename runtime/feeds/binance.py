@@ -8,6 +8,11 @@ The fast path recognizes a message by its first bytes, which Binance always writ
 key order, and decodes straight into a typed struct. Anything that does not match (keys in another
 order, a proxy that re-serialized the JSON) takes the slow path: decode to a dict, look at the
 keys, convert. Both paths end in the same checks, so the fast path changes speed, not behaviour.
+
+A frame whose objects repeat a key is dropped (``duplicate_key``): msgspec would keep the last
+value, so ``{"u":9,"s":"BTCUSDT","s":"ETHUSDT",...}`` would move ETHUSDT's top. The fast paths
+prove there is no repeat by counting the frame's colons (see ``_counted_keys``); only a frame
+that does not pass that count pays for the exact check on the slow path.
 """
 
 from __future__ import annotations
@@ -24,23 +29,35 @@ from loguru import logger
 
 from runtime.errors import FeedError
 from runtime.events import BUY, SELL, BookTicker, DepthUpdate, Level, MarketEvent, Side, Trade
-from runtime.feeds.base import DECODE_ERRORS, DropCounter, DropReason, RestLimiter
+from runtime.feeds.base import (
+    DECODE_ERRORS,
+    DropCounter,
+    DropReason,
+    Id,
+    RestLimiter,
+    decode_error_reason,
+    decode_object,
+    value_reason,
+)
 from runtime.retry import Backoff
 
 VENUE: Final = "binance"
 _INF: Final = math.inf
 
 _U: Final = ord("u")
+_S: Final = ord("s")
+_TICKER_STREAM: Final = b'bookTicker"'
 _DEPTH: Final = b'{"e":"depthUpdate"'
 _TRADE: Final = b'{"e":"trade"'
 _COMBINED: Final = b'{"stream":"'
-_STREAM_NAME_END: Final = 96  # the '@' of "btcusdt@bookTicker" lies well before this offset
+_NAME_AT: Final = len(_COMBINED)
+_AT_BEFORE: Final = 96  # the '@' of "btcusdt@bookTicker" lies well before this offset
 
 W = TypeVar("W")
 
 
 class _BookTickerWire(msgspec.Struct, gc=False):
-    u: int
+    u: Id
     s: str
     b: float
     B: float
@@ -50,23 +67,25 @@ class _BookTickerWire(msgspec.Struct, gc=False):
 
 class _DepthWire(msgspec.Struct, gc=False):
     e: str
-    E: int
+    E: Id
     s: str
-    U: int
-    u: int
+    U: Id
+    u: Id
     b: tuple[Level, ...]
     a: tuple[Level, ...]
 
 
 class _TradeWire(msgspec.Struct, gc=False):
     e: str
-    E: int
+    E: Id
     s: str
-    t: int
+    t: Id
     p: float
     q: float
-    T: int
+    T: Id
     m: bool
+    M: Any = msgspec.UNSET
+    """Documented as "ignore"; declared so that the colon count knows whether it was sent."""
 
 
 class _Combined(msgspec.Struct, Generic[W], gc=False):
@@ -78,6 +97,30 @@ class _DepthSnapshotWire(msgspec.Struct, gc=False):
     lastUpdateId: int
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
+
+
+_TICKER_KEYS: Final = len(_BookTickerWire.__struct_fields__)
+_COMBINED_TICKER_KEYS: Final = 2 + _TICKER_KEYS  # "stream" and "data" around it
+_DEPTH_KEYS: Final = len(_DepthWire.__struct_fields__)
+_TRADE_KEYS: Final = len(_TradeWire.__struct_fields__) - 1  # without the optional "M"
+
+
+def _counted_keys(wire: object) -> int:
+    """How many keys a frame that decoded into ``wire`` has if no object repeats one.
+
+    Every colon outside a JSON string separates a key from its value, so a frame has at least
+    as many colons as keys, escapes or whitespace notwithstanding. A successful decode means each
+    field's key is there at least once; so a frame with no more colons than this has each
+    exactly once and no other. A frame with more (a repeat, an extra key, a colon in a string)
+    is not necessarily bad: it takes the slow path, which checks exactly.
+    """
+    if isinstance(wire, _Combined):
+        return 2 + _counted_keys(wire.data)
+    if isinstance(wire, _TradeWire):
+        return _TRADE_KEYS + (wire.M is not msgspec.UNSET)
+    if isinstance(wire, _DepthWire):
+        return _DEPTH_KEYS
+    return _TICKER_KEYS
 
 
 def levels_valid(levels: tuple[Level, ...]) -> bool:
@@ -109,13 +152,19 @@ class BinanceParser:
             first_key = raw[2]
         except IndexError:
             return self._parse_slow(raw, local_ts_ns)
-        if first_key == _U:  # '{"u":' - a bookTicker, or garbage the decoder will refuse
+        # '{"stream":"btcusdt@bookTicker"': what the engine subscribes to, so the hottest path.
+        # A frame with no '@' looks at offset 0, which never starts with the stream kind.
+        if first_key == _S and raw.startswith(
+            _TICKER_STREAM, raw.find(b"@", _NAME_AT, _AT_BEFORE) + 1
+        ):
             try:
-                wire = self._ticker.decode(raw)
+                wire = self._combined_ticker.decode(raw).data
             except DECODE_ERRORS:
                 return self._parse_slow(raw, local_ts_ns)
-            # Inlined rather than shared with the slow path: this is the hottest line in the
-            # engine and a call costs a tenth of its budget.
+            if raw.count(b":") != _COMBINED_TICKER_KEYS:  # a repeat or more keys: _counted_keys
+                return self._parse_slow(raw, local_ts_ns)
+            # Inlined rather than a call to _book_ticker, which does the same: this is the
+            # hottest line in the engine and a call costs a tenth of its budget.
             symbol = self._symbols.get(wire.s)
             if symbol is None:
                 self.drops.drop(DropReason.UNKNOWN_SYMBOL, raw)
@@ -125,9 +174,11 @@ class BinanceParser:
             # One chain: 0 < bid <= ask < inf, 0 <= bid size < inf, 0 <= ask size < inf
             # (NaN fails every comparison). Each operand is loaded once.
             if not (0.0 < bid <= ask < _INF > wire.B >= 0.0 <= wire.A < _INF):
-                self.drops.drop(DropReason.BAD_VALUE, raw)
+                self.drops.drop(value_reason(bid, ask, wire.B, wire.A), raw)
                 return None
             return BookTicker(VENUE, symbol, bid, wire.B, ask, wire.A, wire.u, 0, local_ts_ns)
+        if first_key == _U:  # '{"u":' - a raw bookTicker (single-stream connections)
+            return self._decode_fast(self._ticker, raw, local_ts_ns)
         if raw.startswith(_DEPTH):
             return self._decode_fast(self._depth, raw, local_ts_ns)
         if raw.startswith(_TRADE):
@@ -137,7 +188,7 @@ class BinanceParser:
         return self._parse_slow(raw, local_ts_ns)
 
     def _parse_combined(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
-        at = raw.find(b"@", len(_COMBINED), _STREAM_NAME_END)
+        at = raw.find(b"@", _NAME_AT, _AT_BEFORE)
         decoder: msgspec.json.Decoder[Any]
         if at < 0:
             return self._parse_slow(raw, local_ts_ns)
@@ -153,6 +204,8 @@ class BinanceParser:
             envelope = decoder.decode(raw)
         except DECODE_ERRORS:
             return self._parse_slow(raw, local_ts_ns)
+        if raw.count(b":") != _counted_keys(envelope):
+            return self._parse_slow(raw, local_ts_ns)
         return self._normalize(envelope.data, raw, local_ts_ns)
 
     def _decode_fast(
@@ -162,33 +215,32 @@ class BinanceParser:
             wire = decoder.decode(raw)
         except DECODE_ERRORS:
             return self._parse_slow(raw, local_ts_ns)
+        if raw.count(b":") != _counted_keys(wire):
+            return self._parse_slow(raw, local_ts_ns)
         return self._normalize(wire, raw, local_ts_ns)
 
     def _parse_slow(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
-        try:
-            obj = msgspec.json.decode(raw)
-        except DECODE_ERRORS as exc:
-            self.drops.drop(DropReason.MALFORMED, raw, str(exc))
+        obj = decode_object(raw, self.drops)
+        if obj is None:
             return None
-        if isinstance(obj, dict) and isinstance(obj.get("data"), dict) and "stream" in obj:
+        stream = None
+        if isinstance(obj.get("data"), dict) and "stream" in obj:
+            stream = obj["stream"]
             obj = obj["data"]
-        if not isinstance(obj, dict):
-            self.drops.drop(DropReason.SCHEMA, raw, "not a JSON object")
-            return None
         if "result" in obj and "id" in obj:
             self.drops.drop(DropReason.CONTROL, raw)
             return None
         if "code" in obj and "msg" in obj:
             self.drops.drop(DropReason.VENUE_ERROR, raw)
             return None
-        wire_type = _wire_type(obj)
+        wire_type = _wire_type(obj, stream)
         if wire_type is None:
             self.drops.drop(DropReason.UNKNOWN_TYPE, raw)
             return None
         try:
             wire = msgspec.convert(obj, wire_type, strict=False)
         except msgspec.ValidationError as exc:
-            self.drops.drop(DropReason.SCHEMA, raw, str(exc))
+            self.drops.drop(decode_error_reason(exc), raw, str(exc))
             return None
         return self._normalize(wire, raw, local_ts_ns)
 
@@ -206,7 +258,7 @@ class BinanceParser:
             self.drops.drop(DropReason.UNKNOWN_SYMBOL, raw)
             return None
         if not (0.0 < wire.b <= wire.a < _INF and 0.0 <= wire.B < _INF and 0.0 <= wire.A < _INF):
-            self.drops.drop(DropReason.BAD_VALUE, raw)
+            self.drops.drop(value_reason(wire.b, wire.a, wire.B, wire.A), raw)
             return None
         return BookTicker(VENUE, symbol, wire.b, wire.B, wire.a, wire.A, wire.u, 0, ts)
 
@@ -216,7 +268,7 @@ class BinanceParser:
             self.drops.drop(DropReason.UNKNOWN_SYMBOL, raw)
             return None
         if wire.u < wire.U or not (levels_valid(wire.b) and levels_valid(wire.a)):
-            self.drops.drop(DropReason.BAD_VALUE, raw)
+            self.drops.drop(value_reason(*(n for level in wire.b + wire.a for n in level)), raw)
             return None
         return DepthUpdate(VENUE, symbol, wire.U, wire.u, wire.b, wire.a, False, wire.E, ts)
 
@@ -226,20 +278,29 @@ class BinanceParser:
             self.drops.drop(DropReason.UNKNOWN_SYMBOL, raw)
             return None
         if not (0.0 < wire.p < _INF and 0.0 < wire.q < _INF):
-            self.drops.drop(DropReason.BAD_VALUE, raw)
+            self.drops.drop(value_reason(wire.p, wire.q), raw)
             return None
         # "m": the buyer was the maker, so the seller took liquidity.
         aggressor: Side = SELL if wire.m else BUY
         return Trade(VENUE, symbol, wire.p, wire.q, aggressor, wire.t, wire.T, ts)
 
 
-def _wire_type(obj: dict[str, Any]) -> type[msgspec.Struct] | None:
-    kind = obj.get("e")
-    if kind == "depthUpdate":
+def _wire_type(obj: dict[str, Any], stream: object) -> type[msgspec.Struct] | None:
+    """The shape ``obj`` claims to have: by its stream's name in a combined frame, else by its
+    event type; an object without one that has an update id claims to be a bookTicker."""
+    if isinstance(stream, str):
+        name = stream.partition("@")[2]
+        if name == "bookTicker":
+            return _BookTickerWire
+        if name.startswith("depth"):
+            return _DepthWire
+        return _TradeWire if name == "trade" else None
+    event = obj.get("e")
+    if event == "depthUpdate":
         return _DepthWire
-    if kind == "trade":
+    if event == "trade":
         return _TradeWire
-    if kind is None and "u" in obj and "s" in obj:
+    if event is None and "u" in obj:
         return _BookTickerWire
     return None
 

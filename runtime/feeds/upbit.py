@@ -5,6 +5,10 @@ Upbit sends each orderbook message as the whole visible book (up to 30 levels), 
 becomes a snapshot ``DepthUpdate``; it has no update ids, so the message timestamp serves as the
 sequence. Upbit sends binary frames holding UTF-8 JSON and numbers as JSON numbers. The SIMPLE
 format (abbreviated keys) is not supported: subscribe with ``{"format": "DEFAULT"}``.
+
+A frame whose objects repeat a key is dropped (``duplicate_key``). As for Binance, the fast path
+proves there is none by counting colons: the wire structs declare every documented key, the
+ones the engine does not use as optional, so a decode tells how many keys there should be.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal
 
 import msgspec
+from msgspec import UnsetType
 
 from runtime.events import BUY, SELL, DepthUpdate, MarketEvent, Side, Trade
-from runtime.feeds.base import DECODE_ERRORS, DropCounter, DropReason
+from runtime.feeds.base import (
+    DECODE_ERRORS,
+    DropCounter,
+    DropReason,
+    Id,
+    decode_error_reason,
+    decode_object,
+    value_reason,
+)
 from runtime.feeds.binance import levels_valid
 
 VENUE: Final = "upbit"
@@ -33,22 +46,65 @@ class _UnitWire(msgspec.Struct, gc=False):
     bid_size: float
 
 
+_UNSET: Final = msgspec.UNSET
+
+
 class _OrderbookWire(msgspec.Struct, gc=False):
     type: str
     code: str
-    timestamp: int
+    timestamp: Id
     orderbook_units: tuple[_UnitWire, ...]
+    # Documented, unused: declared only so that the colon count knows they were sent.
+    total_ask_size: Any = _UNSET
+    total_bid_size: Any = _UNSET
+    stream_type: Any = _UNSET
+    level: Any = _UNSET
+
+    def counted_keys(self) -> int:
+        """Keys in a frame that decoded into this if none repeats: see ``binance._counted_keys``."""
+        sent = (self.total_ask_size, self.total_bid_size, self.stream_type, self.level)
+        return 8 - sent.count(_UNSET) + 4 * len(self.orderbook_units)  # count: a loop in C
 
 
 class _TradeWire(msgspec.Struct, gc=False):
     type: str
     code: str
-    timestamp: int
+    timestamp: Id
     trade_price: float
     trade_volume: float
     ask_bid: Literal["ASK", "BID"]
-    sequential_id: int
-    trade_timestamp: int
+    sequential_id: Id
+    trade_timestamp: Id
+    trade_time: str | UnsetType = _UNSET
+    """"HH:MM:SS": its two colons are counted too (see ``counted_keys``)."""
+    trade_date: Any = _UNSET
+    prev_closing_price: Any = _UNSET
+    change: Any = _UNSET
+    change_price: Any = _UNSET
+    best_ask_price: Any = _UNSET
+    best_ask_size: Any = _UNSET
+    best_bid_price: Any = _UNSET
+    best_bid_size: Any = _UNSET
+    stream_type: Any = _UNSET
+
+    def counted_keys(self) -> int:
+        """Keys plus the colons of ``trade_time``; the caller makes sure no escape could have
+        made a colon that the frame's bytes do not have."""
+        sent = (
+            self.trade_date,
+            self.prev_closing_price,
+            self.change,
+            self.change_price,
+            self.best_ask_price,
+            self.best_ask_size,
+            self.best_bid_price,
+            self.best_bid_size,
+            self.stream_type,
+        )
+        time_colons = 0
+        if isinstance(self.trade_time, str):
+            time_colons = 1 + self.trade_time.count(":")
+        return 8 + len(sent) - sent.count(_UNSET) + time_colons
 
 
 class UpbitParser:
@@ -74,16 +130,14 @@ class UpbitParser:
             wire = decoder.decode(raw)
         except DECODE_ERRORS:
             return self._parse_slow(raw, local_ts_ns)
+        # A backslash could spell a colon (\u003a) that counted_keys counts and the bytes lack.
+        if raw.count(b":") != wire.counted_keys() or b"\\" in raw:
+            return self._parse_slow(raw, local_ts_ns)
         return self._normalize(wire, raw, local_ts_ns)
 
     def _parse_slow(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
-        try:
-            obj = msgspec.json.decode(raw)
-        except DECODE_ERRORS as exc:
-            self.drops.drop(DropReason.MALFORMED, raw, str(exc))
-            return None
-        if not isinstance(obj, dict):
-            self.drops.drop(DropReason.SCHEMA, raw, "not a JSON object")
+        obj = decode_object(raw, self.drops)
+        if obj is None:
             return None
         if "status" in obj and len(obj) == 1:
             self.drops.drop(DropReason.CONTROL, raw)
@@ -99,7 +153,7 @@ class UpbitParser:
         try:
             wire = msgspec.convert(obj, wire_type)
         except msgspec.ValidationError as exc:
-            self.drops.drop(DropReason.SCHEMA, raw, str(exc))
+            self.drops.drop(decode_error_reason(exc), raw, str(exc))
             return None
         return self._normalize(wire, raw, local_ts_ns)
 
@@ -118,7 +172,7 @@ class UpbitParser:
         bids = tuple([(u.bid_price, u.bid_size) for u in units])
         asks = tuple([(u.ask_price, u.ask_size) for u in units])
         if not units or not (levels_valid(bids) and levels_valid(asks)):
-            self.drops.drop(DropReason.BAD_VALUE, raw)
+            self.drops.drop(value_reason(*(n for level in bids + asks for n in level)), raw)
             return None
         seq = wire.timestamp
         return DepthUpdate(VENUE, symbol, seq, seq, bids, asks, True, wire.timestamp, ts)
@@ -129,7 +183,7 @@ class UpbitParser:
             self.drops.drop(DropReason.UNKNOWN_SYMBOL, raw)
             return None
         if not (0.0 < wire.trade_price < _INF and 0.0 < wire.trade_volume < _INF):
-            self.drops.drop(DropReason.BAD_VALUE, raw)
+            self.drops.drop(value_reason(wire.trade_price, wire.trade_volume), raw)
             return None
         aggressor: Side = BUY if wire.ask_bid == "BID" else SELL
         return Trade(

@@ -161,6 +161,14 @@ class ExchangeSimulator:
             self._tasks.append(asyncio.create_task(self._disconnect_forever(), name="sim-cuts"))
         logger.info(f"exchange simulator listening on {self.http_url}")
 
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections (REST and websocket) held now. A connection counts until the
+        requests it carried have been answered, so 0 after a client died means that everything
+        it sent before dying has arrived."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

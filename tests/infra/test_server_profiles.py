@@ -1,52 +1,69 @@
-"""The production profile of the server suite (servers/profiles.py) is the cluster module's own
-data, expected_files.json, which tests/infra/test_terraform.py proves the rendered cloud-config
-produces: every node kind becomes a role, every path a fact with an integer mode."""
+"""What the server profiles (servers/profiles.py) do with their data, not the data itself.
+
+The production profile is built from the cluster module's expected_files.json, which
+tests/infra/test_terraform.py proves the rendered cloud-config produces; comparing the profile
+with that file again would check the file against itself. These tests check the conversion
+(octal strings, node kinds, directories) on a file of their own, how roles combine on one node,
+and properties the production nodes must have whatever the file lists.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.infra.servers import profiles
 
-EXPECTED = json.loads(profiles.EXPECTED_FILES.read_text())
+
+def test_production_turns_each_node_kind_into_a_role_with_integer_modes(tmp_path: Path) -> None:
+    expected = tmp_path / "expected_files.json"
+    path = {"type": "file", "owner": "root", "group": "consul", "mode": "0640"}
+    directory = {"type": "directory", "owner": "999", "group": "999", "mode": "0700"}
+    expected.write_text(
+        json.dumps(
+            {
+                "_about": "ignored",
+                "server": {"users": ["consul", "vault"], "paths": {"/etc/a.hcl": path}},
+                "client": {"users": [], "paths": {}},
+                "data_client": {"users": ["nomad"], "paths": {"/srv/redis-data": directory}},
+            }
+        )
+    )
+    profile = profiles.production(expected)
+    assert profile.users == {"server": ("consul", "vault"), "client": (), "data": ("nomad",)}
+    assert profile.entries["server"] == (profiles.Entry("/etc/a.hcl", "root", "consul", 0o640),)
+    assert profile.entries["data"] == (
+        profiles.Entry("/srv/redis-data", "999", "999", 0o700, directory=True),
+    )
 
 
-def test_every_node_kind_is_a_role() -> None:
-    assert set(profiles.KINDS) == set(EXPECTED) - {"_about"}
+def test_a_node_of_several_roles_has_each_agent_once_with_every_listener() -> None:
+    agents, users, entries = profiles.production().for_roles(("server", "client", "data"))
+    by_process = {agent.process: agent for agent in agents}
+    assert len(by_process) == len(agents) == 3
+    consul = by_process["consul"]
+    assert len(set(consul.listens)) == len(consul.listens)
+    server_consul = next(a for a in profiles.production().agents["server"] if a.process == "consul")
+    assert set(server_consul.listens) <= set(consul.listens)
+    assert len(set(users)) == len(users)
+    assert len({e.path for e in entries}) == len(entries)
 
 
-def test_each_role_checks_every_path_of_its_node_kind() -> None:
-    checked = {
-        kind: {(e.path, e.owner, e.group, e.mode) for e in profiles.production().entries[role]}
-        for kind, role in profiles.KINDS.items()
-    }
-    assert checked == {
-        kind: {
-            (p, e["owner"], e["group"], int(e["mode"], 8))
-            for p, e in EXPECTED[kind]["paths"].items()
-        }
-        for kind in profiles.KINDS
-    }
+def test_no_private_key_of_a_production_node_is_readable_by_others() -> None:
+    keys = [
+        entry
+        for role_entries in profiles.production().entries.values()
+        for entry in role_entries
+        if entry.path.endswith("-key.pem")
+    ]
+    assert keys, "the profile checks no private key at all"
+    for key in keys:
+        assert key.mode & 0o007 == 0, f"{key.path} is readable by others ({key.mode:o})"
+        assert key.owner == "root", key.path
 
 
-def test_each_role_checks_the_users_of_its_node_kind() -> None:
-    users = profiles.production().users
-    assert {kind: list(users[role]) for kind, role in profiles.KINDS.items()} == {
-        kind: EXPECTED[kind]["users"] for kind in profiles.KINDS
-    }
-
-
-def test_tls_keys_are_checked_with_integer_modes() -> None:
-    server = profiles.production().entries["server"]
-    keys = {e.path: e.mode for e in server if e.path.endswith("agent-key.pem")}
-    assert keys == {
-        "/etc/consul.d/tls/agent-key.pem": 0o640,
-        "/etc/nomad.d/tls/agent-key.pem": 0o600,
-        "/etc/vault.d/tls/agent-key.pem": 0o640,
-    }
-
-
-def test_data_role_checks_host_volumes_owned_by_image_uids() -> None:
-    data = profiles.production().entries["data"]
-    (redis,) = [e for e in data if e.path.endswith("/redis-data")]
-    assert (redis.owner, redis.group, redis.mode, redis.directory) == ("999", "999", 0o700, True)
+def test_the_api_clients_trust_ca_files_the_server_role_checks() -> None:
+    profile = profiles.production()
+    server_files = {e.path for e in profile.entries["server"] if not e.directory}
+    for api in (profile.nomad, profile.vault):
+        assert api.url.startswith("https://") and api.ca_file in server_files, api

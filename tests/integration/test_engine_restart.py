@@ -230,7 +230,9 @@ async def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(
     simulator.on_order = kill_mid_burst
     await first.start()
     assert await first.exit_code() == -signal.SIGKILL
-    await asyncio.sleep(1.0)  # requests already on their way reach the venue
+    # Requests already on their way reach the venue: once the simulator holds no connection
+    # of the dead engine, every request sent before the kill has arrived and been answered.
+    await until(lambda: simulator.open_connections == 0, 30, "the dead engine's connections")
     venue = dict(simulator.orders)
 
     quiet = {"ARBFLEET_STRATEGIES__0__CONFIG__ACTIVE": "false"}  # it sends nothing new

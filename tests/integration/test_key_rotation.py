@@ -222,9 +222,13 @@ async def test_rotation_under_steady_order_flow_fails_no_request(
     running = await engine_on_vault(vault, layout, sim, tmp_path, extra=stores)
     try:
         load = OrderLoad(sim, running, rate_per_s=50)
-        await asyncio.sleep(0.5)
+        # Orders signed with the old key reach the venue before the rotation starts...
+        await wait_for(lambda: sim.keys.keys[old_key.api_key].uses >= 10, timeout_s=15)
         code, output = await rotate_with_the_command(vault, layout, tmp_path, running.health_url)
-        await asyncio.sleep(0.5)  # orders keep flowing on the new key after the old one is gone
+        # ...and keep reaching it, signed with the new key, after the old one is revoked.
+        new_api_key = key_of(vault, layout, 2).api_key
+        after_rotation = sim.keys.keys[new_api_key].uses
+        await wait_for(lambda: sim.keys.keys[new_api_key].uses >= after_rotation + 10, 15)
         statuses = await load.finish()
         health = json.loads(await get_text(running.health_url))
         metrics = await get_text(f"{running.engine.health_url}/metrics")

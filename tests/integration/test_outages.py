@@ -58,12 +58,13 @@ async def test_postgres_down_30_s_under_steady_load_every_row_arrives_exactly_on
             await asyncio.sleep(0.05)
 
     load = asyncio.create_task(steady_load())
-    await asyncio.sleep(3.0)
+    await until(lambda: writer.stats.rows["ticks"] >= 1_000, 60, "rows written before the outage")
     await asyncio.to_thread(scratch_postgres.stop)
-    await asyncio.sleep(OUTAGE_S)
+    await asyncio.sleep(OUTAGE_S)  # the scenario's length, not a wait for something to happen
     during = (writer.available, writer.memory_rows, writer.spill.bytes)
     await asyncio.to_thread(scratch_postgres.start)
-    await asyncio.sleep(5.0)
+    # The load goes on while the writer reconnects and replays the spill behind new rows.
+    await until(lambda: writer.available and writer.spill.empty, 120, "the spill replayed")
     stop.set()
     await load
     assert await writer.drain(120.0)

@@ -4,7 +4,6 @@ batches."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from runtime.persistence.settings import PostgresConfig
 from runtime.persistence.spill import Batch, SpillLog
 from runtime.persistence.tables import TABLES, Row
 from runtime.persistence.writer import BatchWriter, init_connection
+from tests.integration.polling import until
 
 pytest_plugins = ["tests.integration.persistence_fixtures"]
 
@@ -134,11 +134,9 @@ async def test_an_unreachable_database_spills_then_new_credentials_write_everyth
     await ensure_partitions(db, TimeseriesTable("ticks", 3_600, "native"), [T0])
     writer = await started(unreachable(migrated), tmp_path / "spill", batch_rows=100,
                            memory_rows=1_000, connect_timeout_s=1.0)  # fmt: skip
-    for number in range(5_000):
+    for number in range(5_000):  # beyond the memory bound: put itself spills the rest
         writer.put("ticks", tick(number, venue="swap"))
-        if number % 500 == 0:
-            await asyncio.sleep(0.05)
-    assert not writer.available
+    await until(lambda: not writer.available, 30, "the writer to find the database unreachable")
     assert writer.memory_rows <= 1_000 + 100
     assert writer.spill.bytes > 0 and writer.stats.spilled_rows >= 3_900
     with pytest.raises(PersistenceError, match="new database credentials do not work"):

@@ -98,6 +98,64 @@ def test_run_replays_a_recorded_session_and_prints_what_happened(
     assert row.split()[1:4] == ["1", "2", "2"]  # one opportunity, two orders, two fills
 
 
+def _cross_exchange_config(tmp_path: Path) -> Path:
+    config = tmp_path / "engine.toml"
+    config.write_text('[[strategies]]\nplugin = "cross_exchange"\nid = "xex"\n[health]\nport = 0\n')
+    return config
+
+
+def test_run_replays_raw_binance_frames_and_counts_every_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A websocket log as people save it: combined-stream frames, a blank line, a bad one."""
+    ticker = b'{"u":%d,"s":"BTCUSDT","b":"59995","B":"1","a":"60000","A":"1"}'
+    path = tmp_path / "binance.log"
+    path.write_bytes(
+        b"\n".join(
+            [
+                b'{"stream":"btcusdt@bookTicker","data":' + ticker % 1 + b"}",
+                b"",
+                b"not json",
+                b'{"stream":"btcusdt@bookTicker","data":' + ticker % 2 + b"}",
+            ]
+        )
+        + b"\n"
+    )
+    args = ["run", "--config", str(_cross_exchange_config(tmp_path)), "--replay", str(path)]
+    assert main([*args, "--replay-venue", "binance", "--log-level", "ERROR"]) == 0
+    out = capsys.readouterr().out
+    assert "msgs 3 " in out and "dropped 1 " in out
+    assert "replay lines: played 3, blank 1, bad_record 0, unknown_venue 0; frames used 2" in out
+
+
+@pytest.mark.parametrize("venue", [None, "binance"])
+def test_run_says_which_format_a_replay_that_yields_nothing_should_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], venue: str | None
+) -> None:
+    path = tmp_path / "wrong.jsonl"
+    path.write_text('{"ts_ns": "yesterday"}\n\n' if venue is None else '{"ts_ns": 1}\n')
+    args = ["run", "--config", str(_cross_exchange_config(tmp_path)), "--replay", str(path)]
+    with pytest.raises(SystemExit) as excinfo:
+        main([*args, "--log-level", "ERROR", *(["--replay-venue", venue] if venue else [])])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and '{"ts_ns": <int>, "venue": "<venue>"' in err
+    assert "one frame a line, exactly as the venue sent it" in err
+
+
+def test_run_refuses_a_replay_venue_nobody_listens_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "upbit.log"
+    path.write_text("{}\n")
+    config = tmp_path / "engine.toml"
+    config.write_text('[[strategies]]\nplugin = "triangular"\nid = "tri"\n[health]\nport = 0\n')
+    with pytest.raises(SystemExit) as excinfo:
+        main(["run", "--config", str(config), "--replay", str(path), "--replay-venue", "upbit"])
+    assert excinfo.value.code == 2
+    assert "no strategy listens to 'upbit'" in capsys.readouterr().err
+
+
 def test_run_refuses_a_missing_replay_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runtime.config import load_config
 from runtime.engine import Engine
 from runtime.feeds.base import WebsocketFeed
+from runtime.feeds.replay import ReplayFeed
 from runtime.metrics import engine_registry
 from tests.unit.market_kit import binance_ticker, upbit_book
 
@@ -99,3 +100,14 @@ def test_the_series_the_alerts_read_are_exported_for_every_venue_and_strategy() 
     assert all(value >= 0.0 for _, value in exposed["arbfleet_risk_daily_loss"])
     assert all(value > 0.0 for _, value in exposed["arbfleet_risk_daily_loss_limit"])
     assert {labels["strategy"] for labels, _ in exposed["arbfleet_position"]} == strategies
+
+
+async def test_replay_lines_are_exported_by_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "binance.log"
+    path.write_bytes(binance_ticker(59_995.0, 60_000.0, 1) + b"\n\n")
+    engine = traded_engine()
+    feed = ReplayFeed(path, {"binance": engine.frame_handler("binance")}, venue="binance")
+    await feed.run()
+    engine.feeds[feed.venue] = feed
+    lines = {labels["outcome"]: n for labels, n in scrape(engine)["arbfleet_replay_lines_total"]}
+    assert lines == {"played": 1.0, "blank": 1.0, "bad_record": 0.0, "unknown_venue": 0.0}

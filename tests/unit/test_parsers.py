@@ -83,10 +83,19 @@ def test_binance_keys_in_another_order_take_the_slow_path_to_the_same_event(
         (b'{"u":1,"s":"BNBUSDT","b":"abc","B":"1","a":"2","A":"1"}', DropReason.SCHEMA),
         (b'{"u":1,"s":"BNBUSDT","b":"1"}', DropReason.SCHEMA),
         (b'{"u":1,"s":"DOGEUSDT","b":"1","B":"1","a":"2","A":"1"}', DropReason.UNKNOWN_SYMBOL),
-        (b'{"u":1,"s":"BNBUSDT","b":"nan","B":"1","a":"2","A":"1"}', DropReason.BAD_VALUE),
+        (b'{"u":1,"s":"BNBUSDT","b":"nan","B":"1","a":"2","A":"1"}', DropReason.NON_FINITE),
+        (b'{"u":1,"s":"BNBUSDT","b":"1e309","B":"1","a":"2","A":"1"}', DropReason.NON_FINITE),
+        (b'{"u":1,"s":"BNBUSDT","b":1e309,"B":"1","a":"2","A":"1"}', DropReason.NON_FINITE),
+        (b'{"u":-1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}', DropReason.OUT_OF_RANGE),
+        (
+            b'{"u":9223372036854775808,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}',
+            DropReason.OUT_OF_RANGE,
+        ),
+        (b"[" * 5000 + b"]" * 5000, DropReason.MALFORMED),
         (b'{"u":1,"s":"BNBUSDT","b":"-1","B":"1","a":"2","A":"1"}', DropReason.BAD_VALUE),
         (b'{"u":1,"s":"BNBUSDT","b":"3","B":"1","a":"2","A":"1"}', DropReason.BAD_VALUE),
-        (b'{"u":1,"s":"BNBUSDT","b":"1","B":"inf","a":"2","A":"1"}', DropReason.BAD_VALUE),
+        (b'{"u":1,"s":"BNBUSDT","b":"1","B":"inf","a":"2","A":"1"}', DropReason.NON_FINITE),
+        (b'{"u":1,"s":"BNBUSDT","b":"0","B":"1","a":"2","A":"1"}', DropReason.BAD_VALUE),
         (
             b'{"e":"depthUpdate","E":1,"s":"BNBBTC","U":9,"u":5,"b":[],"a":[]}',
             DropReason.BAD_VALUE,
@@ -97,6 +106,9 @@ def test_binance_keys_in_another_order_take_the_slow_path_to_the_same_event(
         ),
         (b'{"e":"kline","E":1,"s":"BNBBTC"}', DropReason.UNKNOWN_TYPE),
         (b'{"stream":"bnbbtc@kline_1m","data":{"e":"kline"}}', DropReason.UNKNOWN_TYPE),
+        (b'{"stream":"bnbusdt@bookTicker","data":{"u":1}}', DropReason.SCHEMA),
+        (b'{"stream":"bnbbtc@trade","data":{"e":"trade"}}', DropReason.SCHEMA),
+        (b'{"u":1}', DropReason.SCHEMA),
         (ws_message("binance_subscribe_response"), DropReason.CONTROL),
         (ws_message("binance_error"), DropReason.VENUE_ERROR),
     ],
@@ -106,6 +118,50 @@ def test_binance_bad_frames_are_dropped_and_counted_by_reason(
 ) -> None:
     assert binance.parse(raw, TS) is None
     assert binance.drops.counts == {reason: 1}
+
+
+# The frame of issue #13 and its cousins: msgspec keeps a repeated key's last value.
+_DUPLICATES = [
+    b'{"u":400900227,"s":"BNBUSDT","s":"BNBBTC","b":"1","B":"1","a":"2","A":"1"}',
+    b'{"u":400900227,"\\u0073":"BNBUSDT","s":"BNBBTC","b":"1","B":"1","a":"2","A":"1"}',
+    b'{"u":400900227, "s" :"BNBUSDT","s":"BNBBTC","b":"1","B":"1","a":"2","A":"1"}',
+    b'{"u":1,"u":400900227,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}',
+    b'{"stream":"bnbusdt@bookTicker","data":'
+    b'{"u":400900227,"s":"BNBUSDT","s":"BNBBTC","b":"1","B":"1","a":"2","A":"1"}}',
+    b'{"stream":"bnbusdt@bookTicker","stream":"bnbbtc@bookTicker","data":'
+    b'{"u":400900227,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}}',
+    b'{"stream":"bnbusdt@bookTicker","data":{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"},'
+    b'"data":{"u":400900227,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}}',
+    b'{"e":"depthUpdate","E":1,"s":"BNBBTC","U":157,"u":160,"b":[],"a":[],"a":[["1","1"]]}',
+    b'{"e":"trade","E":1,"s":"BNBBTC","t":1,"p":"1","q":"1","T":1,"m":true,"m":false}',
+    b'{"e":"trade","E":1,"s":"BNBBTC","t":1,"p":"1","q":"1","T":1,"m":true,"M":true,"M":true}',
+    b'{"stream":"bnbbtc@trade","data":'
+    b'{"e":"trade","E":1,"s":"BNBBTC","t":1,"p":"1","p":"9","q":"1","T":1,"m":true,"M":true}}',
+    b'{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1","x":{"y":1,"y":2}}',
+]
+
+
+@pytest.mark.parametrize("raw", _DUPLICATES)
+def test_binance_frame_repeating_a_key_is_dropped_as_duplicate(
+    binance: BinanceParser, raw: bytes
+) -> None:
+    assert binance.parse(raw, TS) is None
+    assert binance.drops.counts == {DropReason.DUPLICATE_KEY: 1}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"1","x":"a:b"}',  # colon in a string
+        b'{"u":1,"\\u0073":"BNBUSDT","b":"1","B":"1","a":"2","A":"1"}',  # escaped, not repeated
+        b'{"e":"trade","E":1,"s":"BNBBTC","t":1,"p":"1","q":"1","T":1,"m":true}',  # no "M"
+    ],
+)
+def test_binance_frames_that_only_look_like_repeats_are_accepted(
+    binance: BinanceParser, raw: bytes
+) -> None:
+    assert binance.parse(raw, TS) is not None
+    assert binance.drops.total == 0
 
 
 def test_binance_depth_snapshot_body_becomes_snapshot_event() -> None:
@@ -176,6 +232,27 @@ def test_upbit_trade_bid_means_buyer_aggressor(upbit: UpbitParser) -> None:
             b'{"type":"trade","code":"KRW-BTC","timestamp":1,"trade_price":1,'
             b'"trade_volume":1,"ask_bid":"MAYBE","sequential_id":1,"trade_timestamp":1}',
             DropReason.SCHEMA,
+        ),
+        (
+            b'{"type":"trade","code":"KRW-BTC","timestamp":1,"trade_price":1e999,'
+            b'"trade_volume":1,"ask_bid":"BID","sequential_id":1,"trade_timestamp":1}',
+            DropReason.NON_FINITE,
+        ),
+        (
+            b'{"type":"orderbook","code":"KRW-BTC","code":"KRW-ETH","timestamp":1,'
+            b'"orderbook_units":[{"ask_price":2,"bid_price":1,"ask_size":1,"bid_size":1}]}',
+            DropReason.DUPLICATE_KEY,
+        ),
+        (
+            b'{"type":"orderbook","code":"KRW-BTC","timestamp":1,"orderbook_units":'
+            b'[{"ask_price":2,"bid_price":1,"bid_price":9,"ask_size":1,"bid_size":1}]}',
+            DropReason.DUPLICATE_KEY,
+        ),
+        (
+            ws_message("upbit_trade").replace(
+                b'"ask_bid":"BID"', b'"ask_bid":"ASK","ask_bid":"BID"'
+            ),
+            DropReason.DUPLICATE_KEY,
         ),
     ],
 )

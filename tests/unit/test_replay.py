@@ -51,17 +51,36 @@ def test_gzip_file_is_really_compressed(tmp_path: Path) -> None:
     assert gzip.decompress(path.read_bytes()).count(b"\n") == 3
 
 
-async def test_bad_lines_and_unknown_venues_are_counted_not_fatal(tmp_path: Path) -> None:
+async def test_bad_blank_and_unknown_venue_lines_are_counted_not_fatal(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     record(path)
     with path.open("a") as file:
         file.write("not json\n")
+        file.write("\n  \n")
         file.write('{"ts_ns": 5, "venue": "kraken", "frame": "{}"}\n')
         file.write('{"ts_ns": "x"}\n')
+        file.write('{"ts_ns": 6, "venue": "binance", "frame": "\\ud800"}\n')  # not UTF-16
     seen: list[bytes] = []
     feed = ReplayFeed(
         path, {"binance": lambda raw, ts: seen.append(raw), "upbit": lambda r, t: None}
     )
     await feed.run()
     assert len(seen) == 2
-    assert (feed.stats.bad_lines, feed.stats.unknown_venues) == (2, 1)
+    assert feed.stats.lines() == {
+        "played": 3,
+        "blank": 2,
+        "bad_record": 3,
+        "unknown_venue": 1,
+    }
+
+
+async def test_raw_frames_play_byte_for_byte_as_the_given_venue(tmp_path: Path) -> None:
+    frames = [ws_message("binance_book_ticker_combined"), b"\xff not utf-8", b"{}"]
+    path = tmp_path / "binance.log.gz"
+    with gzip.open(path, "wb") as file:
+        file.write(b"\n".join(frames) + b"\n\n")
+    seen: list[bytes] = []
+    feed = ReplayFeed(path, {"binance": lambda raw, ts: seen.append(raw)}, venue="binance")
+    await feed.run()
+    assert seen == frames
+    assert feed.stats.lines() == {"played": 3, "blank": 1, "bad_record": 0, "unknown_venue": 0}

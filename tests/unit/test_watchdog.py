@@ -21,6 +21,7 @@ from runtime.plugins import (
 )
 from runtime.portfolio import Portfolio
 from runtime.watchdog import LoopWatchdog
+from tests.integration.polling import until
 
 TOP = BookTicker("binance", "BTC/USDT", 1.0, 1.0, 2.0, 1.0, 1, 0, 0)
 
@@ -48,11 +49,12 @@ async def test_a_blocking_plugin_is_detected_and_named() -> None:
     watchdog.start()
     heartbeat = asyncio.create_task(watchdog.heartbeat())
     try:
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # a yield, not a wait: the heartbeat runs to its first sleep
         deliver_book([safe], TOP, lambda _safe, _intents, _at: None)
-        await asyncio.sleep(0.05)
+        # The thread names the plugin during the block; the heartbeat measures the lag once it
+        # wakes after it. Both are facts to wait for, not moments to guess.
+        await until(lambda: watchdog.max_lag_s >= 0.3, 5, "the heartbeat to measure the lag")
     finally:
         heartbeat.cancel()
         watchdog.stop()
     assert watchdog.blocked_by["sleepy"] == 1
-    assert watchdog.max_lag_s >= 0.3
