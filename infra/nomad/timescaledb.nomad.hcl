@@ -78,6 +78,12 @@ variable "host_volume_path" {
   description = "Path of the host volume on the client (driver raw_exec only: raw_exec cannot mount volumes, so the task uses the path itself; the data goes to <path>/timescaledb). `arbfleet deploy` fills it in for the local stack."
 }
 
+variable "backup_volume" {
+  type        = string
+  default     = "arbfleet-data"
+  description = "Host volume holding the pgBackRest repository the server archives its WAL to (the backup job writes its backups there); with the docker driver it is mounted at /backups. With raw_exec the repository is <host_volume_path>/backups/pgbackrest."
+}
+
 # --- secrets ---------------------------------------------------------------------------------
 
 variable "vault_role" {
@@ -104,10 +110,24 @@ variable "vault_policies" {
 
 locals {
   data_dir   = var.driver == "docker" ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
+  backup_dir = var.driver == "docker" ? "/backups" : "${var.host_volume_path}/backups"
+  # pgBackRest reads its options from the environment: the server's archive_command (and the
+  # restore_command `arbfleet db restore` leaves behind) find the repository through these, and
+  # the backup job sets the same. The stanza and repository layout are runtime/persistence/backup.py's.
+  pgbackrest_env = {
+    PGBACKREST_STANZA          = "arbfleet"
+    PGBACKREST_REPO1_PATH      = "${local.backup_dir}/pgbackrest"
+    PGBACKREST_PG1_PATH        = local.data_dir
+    PGBACKREST_LOCK_PATH       = "/tmp/pgbackrest-${NOMAD_NAMESPACE}"
+    PGBACKREST_LOG_LEVEL_FILE  = "off"
+    PGBACKREST_ARCHIVE_TIMEOUT = "120"
+  }
   pg_isready = var.driver == "docker" ? "pg_isready" : "${var.postgres_bin_dir}/pg_isready"
   # Host networking with both drivers: the server listens on the address and port Nomad allocated.
   server_args = concat(
     ["-c", "listen_addresses=${NOMAD_IP_db}", "-p", "${NOMAD_PORT_db}"],
+    # Every WAL segment goes to the pgBackRest repository: point-in-time restore needs them all.
+    ["-c", "archive_mode=on", "-c", "archive_command=pgbackrest archive-push %p"],
     flatten([for name, value in var.postgres_settings : ["-c", "${name}=${value}"]]),
   )
   password_template = <<-EOT
@@ -147,6 +167,10 @@ job "timescaledb" {
     volume "data" {
       type   = "host"
       source = var.host_volume
+    }
+    volume "backups" {
+      type   = "host"
+      source = var.backup_volume
     }
 
     # One of the two, by Nomad generation (var.vault_identity).
@@ -190,10 +214,17 @@ job "timescaledb" {
               setpriv --reuid=postgres --regid=postgres --init-groups -- "$2/initdb" -D "$1" \
                 -U postgres --auth=scram-sha-256 --pwfile="$pwfile" --encoding=UTF8
             fi
+            # The WAL archive must exist before the server's first archive_command: the stanza
+            # is created from the data directory alone (idempotent; the same after a restore).
+            mkdir -p "$3"
+            chown postgres:postgres "$3"
+            cd /
+            setpriv --reuid=postgres --regid=postgres --init-groups -- pgbackrest stanza-create --no-online
             EOT
-            , "initdb", local.data_dir, var.postgres_bin_dir,
+            , "initdb", local.data_dir, var.postgres_bin_dir, local.pgbackrest_env.PGBACKREST_REPO1_PATH,
           ]
         }
+        env = local.pgbackrest_env
         template {
           data        = local.password_template
           destination = "secrets/postgres-password"
@@ -236,11 +267,20 @@ job "timescaledb" {
           destination = "/var/lib/postgresql/data"
         }
       }
-
-      # The image's entrypoint initialises an empty data directory with this password.
-      env {
-        POSTGRES_PASSWORD_FILE = "${NOMAD_SECRETS_DIR}/postgres-password"
+      dynamic "volume_mount" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          volume      = "backups"
+          destination = "/backups"
+        }
       }
+
+      # The image's entrypoint initialises an empty data directory with this password; PGDATA
+      # is where the volume is mounted (the -ha image, which carries pgBackRest, defaults elsewhere).
+      env = merge(local.pgbackrest_env, {
+        POSTGRES_PASSWORD_FILE = "${NOMAD_SECRETS_DIR}/postgres-password"
+        PGDATA                 = local.data_dir
+      })
 
       template {
         data        = local.password_template

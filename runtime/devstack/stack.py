@@ -48,6 +48,8 @@ APT_PACKAGES = {
     "postgres": "postgresql",
     "amtool": "prometheus-alertmanager",
     "prometheus-alertmanager": "prometheus-alertmanager",
+    "pgbackrest": "pgbackrest",  # the backup job, the server's WAL archive, `arbfleet db restore`
+    "faketime": "faketime",  # the backup retention test's clock
 }
 STACK_TOOLS = ("consul", "bao", "nomad")  # what `up` runs from the toolchain
 # Workload identity: the JWT auth mount and role names Terraform's platform module uses too.

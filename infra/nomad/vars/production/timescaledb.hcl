@@ -2,8 +2,10 @@
 # host volume (timescaledb-data, mounted at /var/lib/postgresql/data).
 datacenters = ["fsn1"]
 driver      = "docker"
-image       = "timescale/timescaledb:2.17.2-pg15"
-host_volume = "timescaledb-data"
+# TimescaleDB's image with pgBackRest added (infra/images/timescaledb): its archive_command.
+image         = "ghcr.io/arbfleet/timescaledb:2.17.2-pg15-pgbackrest"
+host_volume   = "timescaledb-data"
+backup_volume = "backups"
 
 postgres_settings = {
   shared_buffers           = "2GB"
