@@ -84,6 +84,24 @@ variable "backup_volume" {
   description = "Host volume holding the pgBackRest repository the server archives its WAL to (the backup job writes its backups there); with the docker driver it is mounted at /backups. With raw_exec the repository is <host_volume_path>/backups/pgbackrest."
 }
 
+variable "exporter_image" {
+  type        = string
+  default     = "ghcr.io/arbfleet/arbfleet:0.1.0"
+  description = "Docker image with arbfleet (driver docker): its `arbfleet db backup-exporter` serves the backups' metrics."
+}
+
+variable "venv" {
+  type        = string
+  default     = ""
+  description = "Python virtual environment with arbfleet's dependencies, on the client (driver raw_exec). `arbfleet deploy` fills it in for the local stack."
+}
+
+variable "source_dir" {
+  type        = string
+  default     = ""
+  description = "The checkout whose runtime/ the backup exporter runs (driver raw_exec): the one `arbfleet deploy` ran from, which fills it in."
+}
+
 # --- secrets ---------------------------------------------------------------------------------
 
 variable "vault_role" {
@@ -130,6 +148,10 @@ locals {
     ["-c", "archive_mode=on", "-c", "archive_command=pgbackrest archive-push %p"],
     flatten([for name, value in var.postgres_settings : ["-c", "${name}=${value}"]]),
   )
+  exporter_args = [
+    "db", "backup-exporter", "--backups", local.backup_dir,
+    "--listen", "${NOMAD_IP_metrics}:${NOMAD_PORT_metrics}",
+  ]
   password_template = <<-EOT
     {{ with secret (printf "secret/data/%s/timescaledb/postgres" (env "NOMAD_NAMESPACE")) }}{{ .Data.data.password }}{{ end }}
   EOT
@@ -161,6 +183,7 @@ job "timescaledb" {
 
     network {
       port "db" {}
+      port "metrics" {}
     }
 
     # Requesting the volume also places the job on a client that has it, for both drivers.
@@ -315,6 +338,67 @@ job "timescaledb" {
         cpu        = var.cpu
         memory     = var.memory
         memory_max = var.memory_max
+      }
+    }
+
+    # The backups' age, size and last run as metrics (arbfleet_backup_*): the backup job is a
+    # periodic batch job with nothing to scrape, and this group runs on the backups' node.
+    task "backup-metrics" {
+      driver = var.driver
+
+      dynamic "config" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          image        = var.exporter_image
+          network_mode = "host"
+          command      = "arbfleet"
+          args         = local.exporter_args
+        }
+      }
+      dynamic "config" {
+        for_each = var.driver == "raw_exec" ? [1] : []
+        content {
+          command = "${var.venv}/bin/python"
+          args    = concat(["-m", "runtime.cli"], local.exporter_args)
+        }
+      }
+
+      dynamic "volume_mount" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          volume      = "backups"
+          destination = "/backups"
+          read_only   = true
+        }
+      }
+
+      env {
+        PYTHONPATH = var.source_dir
+      }
+
+      service {
+        name     = "arbfleet-backup"
+        provider = "consul"
+        port     = "metrics"
+        # Prometheus scrapes services tagged "prometheus" (monitoring/thresholds.toml).
+        tags = ["${NOMAD_NAMESPACE}", "prometheus"]
+        meta {
+          metrics_path = "/metrics"
+        }
+        # A monitoring sidecar never holds up a database deployment.
+        on_update = "ignore"
+
+        check {
+          type     = "http"
+          path     = "/metrics"
+          interval = "10s"
+          timeout  = "3s"
+        }
+      }
+
+      resources {
+        cpu    = 50
+        memory = 96
       }
     }
   }

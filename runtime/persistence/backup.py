@@ -15,6 +15,7 @@ where Redis with ``appendonly yes`` loads it: as the base of a new AOF (Redis ig
 
 from __future__ import annotations
 
+import configparser
 import datetime
 import json
 import os
@@ -94,20 +95,28 @@ def pgbackrest(
 
 
 def backup_sets(backups: Path) -> list[BackupSet]:
-    """The PostgreSQL backups in the repository, oldest first."""
-    out = pgbackrest(["info", "--output=json"], pgbackrest_env(backups))
-    stanzas = json.loads(out)
-    found = [
-        BackupSet(
-            label=b["label"],
-            kind=b["type"],
-            start=int(b["timestamp"]["start"]),
-            stop=int(b["timestamp"]["stop"]),
-            size_bytes=int(b["info"]["repository"]["delta"]),
+    """The PostgreSQL backups in the repository, oldest first, from pgBackRest's own
+    ``backup.info`` (what ``pgbackrest info`` reads; this way the exporter needs no pgBackRest)."""
+    path = backups / REPO_DIR / "backup" / STANZA / "backup.info"
+    if not path.exists():
+        return []
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # labels keep their case
+    parser.read_string(path.read_text())
+    found = []
+    for label, text in (
+        parser.items("backup:current") if parser.has_section("backup:current") else []
+    ):
+        info = json.loads(text)
+        found.append(
+            BackupSet(
+                label=label,
+                kind=info["backup-type"],
+                start=int(info["backup-timestamp-start"]),
+                stop=int(info["backup-timestamp-stop"]),
+                size_bytes=int(info["backup-info-repo-size-delta"]),
+            )
         )
-        for stanza in stanzas
-        for b in stanza.get("backup", [])
-    ]
     return sorted(found, key=lambda b: b.stop)
 
 
@@ -235,3 +244,39 @@ def restore_redis(plan: RedisRestore) -> Path | None:
     for path in (aof, aof / _AOF_BASE, aof / _AOF_MANIFEST):
         os.chown(path, owner.st_uid, owner.st_gid)  # Redis' user, whoever restores
     return kept
+
+
+# --- what the metrics say ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    store: str
+    last_success: int | None
+    """When the newest backup there is ended (epoch seconds)."""
+    size_bytes: int | None
+    last_run_failed: bool
+    """The last run the backup job recorded exited non-zero."""
+
+
+def status(backups: Path) -> list[StoreStatus]:
+    """The state of each store's backups, for ``arbfleet_backup_*``."""
+    sets = backup_sets(backups)
+    snapshots = redis_snapshots(backups)
+    newest = {
+        "postgres": (sets[-1].stop, sets[-1].size_bytes) if sets else (None, None),
+        "redis": (snapshots[-1].taken, snapshots[-1].size_bytes) if snapshots else (None, None),
+    }
+    return [
+        StoreStatus(store, at, size, _last_run_failed(backups, store))
+        for store, (at, size) in newest.items()
+    ]
+
+
+def _last_run_failed(backups: Path, store: str) -> bool:
+    """The backup job's record of its last run (``<epoch> <exit code>``); none yet is no failure."""
+    try:
+        words = (backups / STATUS_DIR / f"{store}.last-run").read_text().split()
+    except FileNotFoundError:
+        return False
+    return words[1:] != ["0"]  # a record the job could not finish writing counts as a failure

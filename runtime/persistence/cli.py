@@ -44,7 +44,9 @@ def _add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
         "restore", help="restore PostgreSQL (to a point in time) and/or Redis from the backups"
     )
     expire = commands.add_parser("expire", help="delete backups older than the retention")
-    for command in (listing, restore, expire):
+    exporter = commands.add_parser("backup-exporter", help="serve arbfleet_backup_* metrics")
+    exporter.add_argument("--listen", default="127.0.0.1:9188", help="HOST:PORT of /metrics")
+    for command in (listing, restore, expire, exporter):
         command.add_argument("--backups", type=Path, required=True, help="the backup directory")
     restore.add_argument("--pgdata", type=Path, help="PostgreSQL data directory to restore into")
     restore.add_argument("--redis-dir", type=Path, help="Redis data directory to restore into")
@@ -56,6 +58,7 @@ def _add_backup_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     listing.set_defaults(handler=_backups)
     restore.set_defaults(handler=_restore)
     expire.set_defaults(handler=_expire)
+    exporter.set_defaults(handler=_backup_exporter)
 
 
 def _moment(text: str) -> datetime.datetime:
@@ -134,4 +137,23 @@ def _expire(args: argparse.Namespace) -> int:
 
     backup.expire(args.backups, args.days)
     print(f"backups older than {args.days} days and their WAL expired")
+    return 0
+
+
+def _backup_exporter(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from runtime.metrics import backup_registry
+
+    host, _, port = args.listen.rpartition(":")
+    server, _thread = start_http_server(int(port), host, backup_registry(args.backups))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(f"serving backup metrics of {args.backups} on http://{args.listen}/metrics", flush=True)
+    stop.wait()
+    server.shutdown()
     return 0

@@ -23,6 +23,8 @@ import asyncpg
 import nomad
 import pytest
 import redis
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from runtime import deploy
 from runtime.persistence import backup
@@ -99,8 +101,9 @@ class Fleet:
         jobs = self.nomad_api.jobs.get_jobs(namespace=self.namespace, prefix="backup/periodic-")
         return [j["ID"] for j in jobs]
 
-    def force_backup(self) -> float:
-        """One forced run of the periodic job, to its end; returns its seconds."""
+    def force_backup(self, expect: str = "dead") -> float:
+        """One forced run of the periodic job, to its end (each task's state ``expect``, except
+        a redis task told to fail with ``expect="redis failed"``); returns its seconds."""
         started = time.monotonic()
         before = set(self.runs())
         self.nomad_cli(
@@ -120,8 +123,26 @@ class Fleet:
             for a in allocs
             for name, state in a["TaskStates"].items()
         }
-        assert states == {"postgres": "dead", "redis": "dead"}, states
+        wanted = {"postgres": "dead", "redis": "dead"}
+        if expect == "redis failed":
+            wanted["redis"] = "dead/failed"
+        assert states == wanted, states
         return time.monotonic() - started
+
+    def backup_metrics(self) -> dict[tuple[str, str], float]:
+        """What the TimescaleDB job's exporter serves, as Prometheus finds it through Consul."""
+        (entry,) = [
+            s
+            for s in self.consul.get("catalog/service/arbfleet-backup")
+            if self.namespace in s["ServiceTags"]
+        ]
+        assert "prometheus" in entry["ServiceTags"]
+        url = f"http://{entry['ServiceAddress']}:{entry['ServicePort']}/metrics"
+        found = {}
+        for family in text_string_to_metric_families(requests.get(url, timeout=5).text):
+            for sample in family.samples:
+                found[(sample.name, sample.labels["store"])] = sample.value
+        return found
 
 
 @pytest.fixture
@@ -207,14 +228,29 @@ def destroy_database(fleet: Fleet) -> Path:
 
 def test_a_destroyed_database_and_redis_come_back_from_a_forced_backup_run(fleet: Fleet) -> None:
     db = fleet.run("timescaledb")
-    cache = fleet.run("redis")
     sql(fleet, db, "CREATE TABLE restore_check (id int PRIMARY KEY, payload text NOT NULL)")
     write_rows(fleet, db, 1, 5000)
+    fleet.register_backup_job()
+    # No Redis yet: that half of the run fails, and the metrics say so.
+    fleet.force_backup(expect="redis failed")
+    failed = wait_for(
+        lambda: fleet.backup_metrics().get(("arbfleet_backup_last_run_failed", "redis")) == 1,
+        timeout=30,
+        what="the exporter to report the failed run",
+    )
+    assert failed
+    cache = fleet.run("redis")
     client = redis.Redis(host=cache[0], port=cache[1])
     client.set("arbfleet:test:snapshot", "before the backup")
     client.close()
-    fleet.register_backup_job()
     print(f"backup run: {fleet.force_backup():.1f} s")
+    metrics = fleet.backup_metrics()
+    newest = backup.backup_sets(fleet.backups)[-1]
+    assert metrics[("arbfleet_backup_last_success_timestamp_seconds", "postgres")] == newest.stop
+    assert metrics[("arbfleet_backup_last_size_bytes", "postgres")] == newest.size_bytes > 0
+    assert metrics[("arbfleet_backup_last_size_bytes", "redis")] > 0
+    assert metrics[("arbfleet_backup_last_run_failed", "redis")] == 0
+    assert metrics[("arbfleet_backup_last_run_failed", "postgres")] == 0
 
     pgdata = destroy_database(fleet)
     fleet.stop("redis")
@@ -230,8 +266,7 @@ def test_a_destroyed_database_and_redis_come_back_from_a_forced_backup_run(fleet
         str(redis_dir),
     ]
     said = arbfleet_db("restore", *where, "--dry-run")
-    (only,) = backup.backup_sets(fleet.backups)
-    assert f"would postgres: restore backup {only.label}" in said
+    assert f"would postgres: restore backup {newest.label}" in said
     assert "would redis: restore snapshot" in said
     assert not pgdata.exists()  # a dry run touches nothing
     started = time.monotonic()
