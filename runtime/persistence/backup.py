@@ -76,16 +76,21 @@ def pgbackrest_env(backups: Path, pgdata: Path | None = None) -> dict[str, str]:
 
 
 def pgbackrest(
-    args: list[str], env: Mapping[str, str], extra_env: Mapping[str, str] | None = None
+    args: list[str],
+    env: Mapping[str, str],
+    user: str | None = None,
 ) -> str:
-    """Run ``pgbackrest ARGS``; its output, or PersistenceError with what it said."""
+    """Run ``pgbackrest ARGS`` (as ``user``, when root); its output, or PersistenceError with
+    what it said."""
     if shutil.which("pgbackrest") is None:
         raise PersistenceError("pgbackrest is not installed (apt-get install pgbackrest)")
-    full = {**os.environ, **env, **(extra_env or {})}
+    full = {**os.environ, **env}
+    argv = ["pgbackrest", *args]
+    if user is not None and os.getuid() == 0:
+        shutil.chown(env["PGBACKREST_LOCK_PATH"], user)
+        argv = ["runuser", "-u", user, "--", *argv]
     try:
-        proc = subprocess.run(
-            ["pgbackrest", *args], env=full, capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run(argv, env=full, capture_output=True, text=True, check=False)
     finally:
         shutil.rmtree(env["PGBACKREST_LOCK_PATH"], ignore_errors=True)
     if proc.returncode != 0:
@@ -196,13 +201,12 @@ def restore_postgres(plan: PostgresRestore) -> None:
     pgbackrest(args, pgbackrest_env(plan.backups, plan.pgdata))
 
 
-def expire(
-    backups: Path, days: int = RETENTION_DAYS, extra_env: Mapping[str, str] | None = None
-) -> None:
+def expire(backups: Path, days: int = RETENTION_DAYS) -> None:
     """Expire backups older than ``days`` and the WAL before the oldest one kept (what the backup
-    job does after every backup). ``extra_env`` reaches pgBackRest (a test's faked clock)."""
+    job does after every backup). pgBackRest keeps the newest backup older than that, so any
+    moment of the last ``days`` days stays restorable."""
     options = ["--repo1-retention-full-type=time", f"--repo1-retention-full={days}"]
-    pgbackrest(["expire", *options], pgbackrest_env(backups), extra_env)
+    pgbackrest(["expire", *options], pgbackrest_env(backups))
 
 
 # --- Redis -----------------------------------------------------------------------------------

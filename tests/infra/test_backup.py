@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -206,14 +207,15 @@ def archive_everything(fleet: Fleet, db: tuple[str, int]) -> None:
     wait_for(archived, timeout=60, what=f"the WAL up to {row['closed']} to be archived")
 
 
-def arbfleet_db(*args: str) -> str:
-    """``arbfleet db ARGS`` as an operator runs it (this worktree's code)."""
+def arbfleet_db(*args: str, env: dict[str, str] | None = None) -> str:
+    """``arbfleet db ARGS`` as an operator runs it (this checkout's code), with ``env`` added."""
     proc = subprocess.run(
         [sys.executable, "-m", "runtime.cli", "db", *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
@@ -265,6 +267,8 @@ def test_a_destroyed_database_and_redis_come_back_from_a_forced_backup_run(fleet
         "--redis-dir",
         str(redis_dir),
     ]
+    listed = arbfleet_db("backups", "--backups", str(fleet.backups))
+    assert f"postgres {newest.label} full" in listed
     said = arbfleet_db("restore", *where, "--dry-run")
     assert f"would postgres: restore backup {newest.label}" in said
     assert "would redis: restore snapshot" in said
@@ -322,7 +326,8 @@ def test_backups_older_than_the_retention_go_with_their_wal(fleet: Fleet) -> Non
         stamp = datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
         # libfaketime gives pgBackRest the clock the test sets; TZ makes the stamp UTC.
         clock = {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"@{stamp}", "TZ": "UTC"}
-        backup.expire(fleet.backups, extra_env=clock)
+        said = arbfleet_db("expire", "--backups", str(fleet.backups), env=clock)
+        assert f"older than {backup.RETENTION_DAYS} days" in said  # the default: 7
 
     # Just inside seven days of the first backup's end: nothing goes.
     expire_at(first.stop + backup.RETENTION_DAYS * day - 60)
