@@ -11,10 +11,26 @@ from typing import TYPE_CHECKING, Any
 import nomad
 
 from runtime import deploy
+from runtime.devstack import stack
 from tests.stack_plugin import Consul, wait_for
 
 if TYPE_CHECKING:
     from tests.infra.nomad_fixtures import Nomad
+
+LEGACY_NOMAD_VARS = Path(__file__).parent / "fixtures" / "legacy-nomad.vars.hcl"
+
+
+def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
+    """``u`` as the stack's Nomad can parse it: a spec that takes workload identity where the
+    stack runs a Nomad without it gets the legacy token instead (LEGACY_NOMAD_VARS)."""
+    takes_identity = "vault_identity" in deploy.declared_variables(u.spec) and not any(
+        "vault_identity" in deploy.assigned_variables(f) for f in u.var_files
+    )
+    if u.env == deploy.LOCAL_ENV or not takes_identity:
+        return u  # the local env's generation is filled in by runtime.deploy
+    if stack.vault_identity() == "workload_identity":
+        return u
+    return deploy.Unit(u.name, u.env, u.spec, (*u.var_files, LEGACY_NOMAD_VARS))
 
 
 def cli_var_files(u: deploy.Unit, tmp_path: Path) -> list[str]:

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from runtime import deploy
 from runtime.persistence import backup
-from tests.infra.nomad_runs import cli_var_files, run_job, service_address
+from tests.infra.nomad_runs import cli_var_files, for_this_nomad, run_job, service_address
 from tests.stack_plugin import Consul, wait_for
 
 if TYPE_CHECKING:
@@ -351,3 +351,25 @@ def second_wal_start(fleet: Fleet) -> str:
     (stanza,) = json.loads(out)
     start: str = stanza["backup"][-1]["archive"]["start"]
     return start
+
+
+@pytest.mark.parametrize("env", [deploy.LOCAL_ENV, "production"])
+def test_the_server_the_backup_job_and_the_restore_share_one_repository(
+    nomad_api: nomad.Nomad, env: str
+) -> None:
+    """HCL has no shared includes: the pgBackRest options are written in both jobs, so this
+    holds them to each other and to runtime/persistence/backup.py (which the restore uses)."""
+
+    def pgbackrest_env(job: str, task: str) -> dict[str, str]:
+        spec = deploy.render(nomad_api, for_this_nomad(deploy.unit(job, env)))
+        tasks = {t["Name"]: t for g in spec["TaskGroups"] for t in g["Tasks"]}
+        return {k: v for k, v in tasks[task]["Env"].items() if k.startswith("PGBACKREST_")}
+
+    server = pgbackrest_env("timescaledb", "postgres")
+    backup_job = pgbackrest_env("backup", "postgres")
+    shared = set(server) & set(backup_job)
+    assert {k: server[k] for k in shared} == {k: backup_job[k] for k in shared}
+    assert shared >= {"PGBACKREST_STANZA", "PGBACKREST_REPO1_PATH", "PGBACKREST_PG1_PATH"}
+    assert server["PGBACKREST_STANZA"] == backup.STANZA
+    assert server["PGBACKREST_REPO1_PATH"].endswith(f"/backups/{backup.REPO_DIR}")
+    assert backup_job["PGBACKREST_REPO1_RETENTION_FULL"] == str(backup.RETENTION_DAYS)

@@ -30,7 +30,13 @@ import requests
 from runtime import deploy
 from runtime.config import load_config
 from runtime.devstack import stack, toolchain
-from tests.infra.nomad_runs import cli_var_files, run_job, service_address
+from tests.infra.nomad_runs import (
+    LEGACY_NOMAD_VARS,
+    cli_var_files,
+    for_this_nomad,
+    run_job,
+    service_address,
+)
 from tests.stack_plugin import Consul, wait_for
 
 if TYPE_CHECKING:
@@ -39,22 +45,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.stack
 # nomad_cli, namespace, data_dir, job_secrets
 pytest_plugins = ["tests.infra.nomad_fixtures"]
-
-LEGACY_NOMAD_VARS = Path(__file__).parent / "fixtures" / "legacy-nomad.vars.hcl"
-
-
-def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
-    """``u`` as the stack's Nomad can parse it: a spec that takes workload identity where the
-    stack runs a Nomad without it gets the legacy token instead (LEGACY_NOMAD_VARS)."""
-    takes_identity = "vault_identity" in deploy.declared_variables(u.spec) and not any(
-        "vault_identity" in deploy.assigned_variables(f) for f in u.var_files
-    )
-    if u.env == deploy.LOCAL_ENV or not takes_identity:
-        return u  # the local env's generation is filled in by runtime.deploy
-    if stack.vault_identity() == "workload_identity":
-        return u
-    return deploy.Unit(u.name, u.env, u.spec, (*u.var_files, LEGACY_NOMAD_VARS))
-
 
 ALL_UNITS = [for_this_nomad(u) for env in deploy.environments() for u in deploy.units(env)]
 LOCAL_UNITS = deploy.units(deploy.LOCAL_ENV)
