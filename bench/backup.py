@@ -67,7 +67,7 @@ def measure(count: int, work: Path) -> dict[str, float]:
         "PGBACKREST_PG1_SOCKET_PATH": str(server.root),
         "PGPASSWORD": server.password,
     }
-    os.environ.update({k: v for k, v in env.items() if k != "PGBACKREST_LOCK_PATH"} | connect)
+    os.environ.update(env | connect)
     try:
         server.start()
         backup.pgbackrest(["stanza-create"], backup.pgbackrest_env(backups), user="postgres")

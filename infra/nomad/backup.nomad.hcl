@@ -110,7 +110,7 @@ locals {
     PGBACKREST_STANZA                    = "arbfleet"
     PGBACKREST_REPO1_PATH                = "${local.backup_dir}/pgbackrest"
     PGBACKREST_PG1_PATH                  = var.driver == "docker" ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
-    PGBACKREST_LOCK_PATH                 = "/tmp/pgbackrest-${NOMAD_NAMESPACE}"
+    PGBACKREST_LOCK_PATH                 = "${local.backup_dir}/pgbackrest-lock"
     PGBACKREST_LOG_LEVEL_FILE            = "off"
     PGBACKREST_START_FAST                = "y"
     PGBACKREST_REPO1_RETENTION_FULL_TYPE = "time"

@@ -136,7 +136,7 @@ locals {
     PGBACKREST_STANZA          = "arbfleet"
     PGBACKREST_REPO1_PATH      = "${local.backup_dir}/pgbackrest"
     PGBACKREST_PG1_PATH        = local.data_dir
-    PGBACKREST_LOCK_PATH       = "/tmp/pgbackrest-${NOMAD_NAMESPACE}"
+    PGBACKREST_LOCK_PATH       = "${local.backup_dir}/pgbackrest-lock"
     PGBACKREST_LOG_LEVEL_FILE  = "off"
     PGBACKREST_ARCHIVE_TIMEOUT = "120"
   }
@@ -237,14 +237,16 @@ job "timescaledb" {
               setpriv --reuid=postgres --regid=postgres --init-groups -- "$2/initdb" -D "$1" \
                 -U postgres --auth=scram-sha-256 --pwfile="$pwfile" --encoding=UTF8
             fi
-            # The WAL archive must exist before the server's first archive_command: the stanza
-            # is created from the data directory alone (idempotent; the same after a restore).
-            mkdir -p "$3"
-            chown postgres:postgres "$3"
+            # The WAL archive (and pgBackRest's lock directory) must exist before the server's
+            # first archive_command: the stanza is created from the data directory alone
+            # (idempotent; the same after a restore).
+            mkdir -p "$3" "$4"
+            chown postgres:postgres "$3" "$4"
             cd /
             setpriv --reuid=postgres --regid=postgres --init-groups -- pgbackrest stanza-create --no-online
             EOT
             , "initdb", local.data_dir, var.postgres_bin_dir, local.pgbackrest_env.PGBACKREST_REPO1_PATH,
+            local.pgbackrest_env.PGBACKREST_LOCK_PATH,
           ]
         }
         env = local.pgbackrest_env

@@ -58,15 +58,11 @@ class Snapshot:
 
 
 def pgbackrest_env(backups: Path, pgdata: Path | None = None) -> dict[str, str]:
-    """The options pgBackRest takes from the environment, as the jobs set them.
-
-    The lock directory is a fresh one: this process may be root, and a lock directory root
-    created would stop the postgres user's backups.
-    """
+    """The options pgBackRest takes from the environment, as the jobs set them (but the lock
+    directory, which ``pgbackrest`` gives each run)."""
     env = {
         "PGBACKREST_STANZA": STANZA,
         "PGBACKREST_REPO1_PATH": str(backups / REPO_DIR),
-        "PGBACKREST_LOCK_PATH": tempfile.mkdtemp(prefix="arbfleet-pgbackrest-"),
         "PGBACKREST_LOG_LEVEL_FILE": "off",
         "PGBACKREST_LOG_LEVEL_CONSOLE": "warn",
     }
@@ -81,18 +77,20 @@ def pgbackrest(
     user: str | None = None,
 ) -> str:
     """Run ``pgbackrest ARGS`` (as ``user``, when root); its output, or PersistenceError with
-    what it said."""
+    what it said.
+
+    Each run has a lock directory of its own: this process may be root, and a lock directory
+    root created in the jobs' place would stop the postgres user's backups.
+    """
     if shutil.which("pgbackrest") is None:
         raise PersistenceError("pgbackrest is not installed (apt-get install pgbackrest)")
-    full = {**os.environ, **env}
     argv = ["pgbackrest", *args]
-    if user is not None and os.getuid() == 0:
-        shutil.chown(env["PGBACKREST_LOCK_PATH"], user)
-        argv = ["runuser", "-u", user, "--", *argv]
-    try:
+    with tempfile.TemporaryDirectory(prefix="arbfleet-pgbackrest-") as lock:
+        if user is not None and os.getuid() == 0:
+            shutil.chown(lock, user)
+            argv = ["runuser", "-u", user, "--", *argv]
+        full = {**os.environ, **env, "PGBACKREST_LOCK_PATH": lock}
         proc = subprocess.run(argv, env=full, capture_output=True, text=True, check=False)
-    finally:
-        shutil.rmtree(env["PGBACKREST_LOCK_PATH"], ignore_errors=True)
     if proc.returncode != 0:
         said = (proc.stderr or proc.stdout).strip()
         raise PersistenceError(f"pgbackrest {args[0]} failed ({proc.returncode}): {said}")
