@@ -15,6 +15,7 @@ BENCHMARKS = (
     "bench.e2e",
     "bench.rotation",
     "bench.persistence",
+    "bench.backup",
     "bench.consul",
     "bench.fleet",
 )

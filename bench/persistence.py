@@ -14,6 +14,10 @@ the figures, and all three writing methods meet the same server, table and rows 
   timed around the psql process (rendering the text is not timed). Best of three.
 - ``writer.insert.rows_per_s``: 20,000 of the same rows (5,000 with ``--quick``), one ``INSERT``
   each in its own transaction, over one asyncpg connection: the per-row baseline.
+- ``writer.copy_partman.rows_per_s``: the writer's pass again, into a second database of the same
+  server whose ``ticks`` partitions pg_partman 4.7 made (``create_parent``, hourly, native: its
+  premade children and its default partition) instead of our maintenance. The passes alternate
+  with ours; ``writer.partman_vs_native`` is the ratio (docs/adr/0001-partitions.md).
 - ``writer.copy_vs_psql`` and ``writer.copy_vs_insert``: the ratios, from this one run.
 - ``redis.snapshot_10k.ms``: ``SnapshotStore.save`` of one strategy holding 10,000 balances and
   10,000 open orders (encode, MULTI/EXEC, reply), median of 20 (5 with ``--quick``).
@@ -121,29 +125,56 @@ async def insert_pass(conn: Any, rows: list[Row]) -> float:
     return len(rows) / (time.perf_counter() - started)
 
 
+async def partman_database(server: ScratchPostgres) -> str:
+    """A database of the same server with our schema, its ticks partitioned by pg_partman."""
+    admin = await asyncpg.connect(server.dsn)
+    await admin.execute("DROP DATABASE IF EXISTS partman")
+    await admin.execute("CREATE DATABASE partman")
+    await admin.close()
+    dsn = server.dsn.rsplit("/", 1)[0] + "/partman"
+    await run_migrations(dsn, PostgresConfig())
+    conn = await asyncpg.connect(dsn)
+    start = datetime.datetime.fromtimestamp(T0 // 10**9, datetime.UTC)
+    await conn.execute("CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman")
+    await conn.execute(
+        "SELECT partman.create_parent('public.ticks', 'ts', 'native', 'hourly', "
+        "p_premake := 6, p_start_partition := $1)",
+        start.strftime("%Y-%m-%d %H:00:00+00"),
+    )
+    await conn.close()
+    return dsn
+
+
 async def writer_figures(
     server: ScratchPostgres, rows: list[Row], inserts: int
 ) -> dict[str, float]:
     await run_migrations(server.dsn, PostgresConfig())
+    partman_dsn = await partman_database(server)
     conn = await asyncpg.connect(server.dsn, server_settings={"timezone": "UTC"})
+    partman = await asyncpg.connect(partman_dsn)
     await init_connection(conn)
     text = as_text(rows)
-    copy, psql = [], []
+    copy, psql, by_partman = [], [], []
     with tempfile.TemporaryDirectory() as spill:
         for _ in range(3):
             await empty_ticks(conn)
             copy.append(await writer_pass(server.dsn, Path(spill), rows))
+            await partman.execute("TRUNCATE ticks")  # its children stay: pg_partman made them
+            by_partman.append(await writer_pass(partman_dsn, Path(spill), rows))
             await empty_ticks(conn)
             psql.append(await asyncio.to_thread(psql_pass, server, text, len(rows)))
     await empty_ticks(conn)
     insert = await insert_pass(conn, rows[:inserts])
     await conn.close()
+    await partman.close()
     return {
         "writer.copy.rows_per_s": max(copy),
+        "writer.copy_partman.rows_per_s": max(by_partman),
         "writer.psql_copy.rows_per_s": max(psql),
         "writer.insert.rows_per_s": insert,
         "writer.copy_vs_psql": max(copy) / max(psql),
         "writer.copy_vs_insert": max(copy) / insert,
+        "writer.partman_vs_native": max(by_partman) / max(copy),
     }
 
 

@@ -306,6 +306,25 @@ def _database(job: str) -> Callable[[float, str], list[Series]]:
     return fixture
 
 
+def _backup_age(job: str) -> Callable[[float, str], list[Series]]:
+    """A backup `hours` old at every evaluation: promtool's time() advances 60 s a minute, so
+    the timestamp does too, from `-hours` at time 0."""
+
+    def fixture(hours: float, name: str) -> list[Series]:
+        labels = {"job": job, "instance": "10.0.1.8:25001", "store": name}
+        metric = "arbfleet_backup_last_success_timestamp_seconds"
+        return [Series(metric, labels, f"{number(-hours * 3600)}+60x120")]
+
+    return fixture
+
+
+def _backup_gauge(job: str, metric: str) -> Callable[[float, str], list[Series]]:
+    def fixture(value: float, name: str) -> list[Series]:
+        return [gauge(metric, {"job": job, "instance": "10.0.1.8:25001", "store": name}, value)]
+
+    return fixture
+
+
 def alert_specs(settings: dict[str, Any]) -> list[Alert]:
     jobs = settings["jobs"]
     engine = jobs["engine"]
@@ -541,6 +560,29 @@ def alert_specs(settings: dict[str, Any]) -> list[Alert]:
             query="pg_database_size_bytes{${postgres}} / 1e9",
             margin=0.5,
             fixture=_database(jobs["postgres"]),
+        ),
+        Alert(
+            "ArbfleetBackupTooOld",
+            "backups",
+            summary="The newest {{ $labels.store }} backup is too old",
+            description=(
+                'The newest {{ $labels.store }} backup ended {{ $value | printf "%.1f" }} hours '
+                "ago (threshold ${threshold} h): backup runs are missing or failing."
+            ),
+            query="(time() - arbfleet_backup_last_success_timestamp_seconds{${backup}}) / 3600",
+            margin=1,
+            fixture=_backup_age(jobs["backup"]),
+        ),
+        Alert(
+            "ArbfleetBackupFailed",
+            "backups",
+            summary="The last {{ $labels.store }} backup run failed",
+            description=(
+                "The backup job's last run for {{ $labels.store }} exited with an error; the "
+                "previous backup is kept. Look at the run's logs before the next one is due."
+            ),
+            query="arbfleet_backup_last_run_failed{${backup}}",
+            fixture=_backup_gauge(jobs["backup"], "arbfleet_backup_last_run_failed"),
         ),
     ]
 
@@ -1058,6 +1100,8 @@ def dashboards(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
         f" / node_filesystem_size_bytes{{{node}}}"
     )
     key_age = {k: v * 86400 for k, v in level["ArbfleetExchangeKeyTooOld"].items()}
+    backup = sel["backup"]
+    backup_age = {k: v * 3600 for k, v in level["ArbfleetBackupTooOld"].items()}
     db_size = {k: int(v * 10**9) for k, v in level["ArbfleetDatabaseSizeHigh"].items()}
     pg_job = settings["jobs"]["postgres"]
     # Each deployment's ability to trade as its alerts see it, from its best allocation (a
@@ -1209,6 +1253,11 @@ def dashboards(settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
               unit="s", thresholds=key_age),
             P("Exchange key version in use", [(f"arbfleet_exchange_key_version{{{d}}}",
                                                "{{deployment}} {{venue}}/{{account}}")]),
+            P("Age of the newest backup",
+              [(f"time() - arbfleet_backup_last_success_timestamp_seconds{{{backup}}}",
+                "{{store}}")], unit="s", thresholds=backup_age),
+            P("Size of the newest backup",
+              [(f"arbfleet_backup_last_size_bytes{{{backup}}}", "{{store}}")], unit="bytes"),
         ]),
     }
     # fmt: on

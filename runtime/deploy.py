@@ -109,6 +109,7 @@ def host_variables() -> dict[str, str]:
         "host_volume_path": str(stack.state_dir() / "volumes"),
         "toolchain_bin": str(toolchain.bin_dir()),
         "venv": sys.prefix,
+        "source_dir": str(REPO),
     }
 
 

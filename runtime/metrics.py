@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import ProcessCollector
@@ -321,4 +322,41 @@ def engine_registry(engine: Engine) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(engine))
     ProcessCollector(registry=registry)
+    return registry
+
+
+class BackupCollector(Collector):
+    """``arbfleet_backup_*``, read from the backup directory at each scrape (the backup job is a
+    periodic batch job with nothing to scrape: `arbfleet db backup-exporter` serves these)."""
+
+    def __init__(self, backups: Path) -> None:
+        self._backups = backups
+
+    def collect(self) -> Iterator[Metric]:
+        from runtime.persistence.backup import status
+
+        last = GaugeMetricFamily(
+            "arbfleet_backup_last_success_timestamp_seconds",
+            "When the newest backup of the store ended",
+            labels=["store"],
+        )
+        size = GaugeMetricFamily(
+            "arbfleet_backup_last_size_bytes", "Size of the newest backup", labels=["store"]
+        )
+        failed = GaugeMetricFamily(
+            "arbfleet_backup_last_run_failed",
+            "1 when the backup job's last run for the store failed",
+            labels=["store"],
+        )
+        for store in status(self._backups):
+            if store.last_success is not None and store.size_bytes is not None:
+                last.add_metric([store.store], float(store.last_success))
+                size.add_metric([store.store], float(store.size_bytes))
+            failed.add_metric([store.store], float(store.last_run_failed))
+        yield from (last, size, failed)
+
+
+def backup_registry(backups: Path) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BackupCollector(backups))
     return registry

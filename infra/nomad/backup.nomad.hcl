@@ -1,9 +1,14 @@
-# Backups (periodic batch): a pg_dump of TimescaleDB and an RDB snapshot of Redis, written to a
-# host volume, keeping `retention_days` days. Each task deletes old files only after its own dump
-# succeeded, so a failing backup never eats the last good one.
+# Backups (periodic batch): a full pgBackRest backup of TimescaleDB and an RDB snapshot of Redis,
+# written to a host volume. pgBackRest expires backups (and the WAL archive before the oldest one
+# kept) older than `retention_days` after each successful backup; the Redis task deletes older
+# snapshots only after its own succeeded, so a failing run never eats the last good backup.
+# Each task records its last run (`<backups>/status/<task>.last-run`: epoch and exit code), which
+# `arbfleet db backup-exporter` turns into metrics. `arbfleet db restore` restores either store.
 #
-# The servers are found through Consul (services `timescaledb` and `redis`); the PostgreSQL
-# credentials come from Vault (secret/<namespace>/backup/postgres, keys `username`, `password`).
+# pgBackRest backs up the server's data directory (on the same node: the job requests the
+# database's volume too) while the server runs, through a superuser connection. The servers are
+# found through Consul (services `timescaledb` and `redis`, tagged with the namespace); the
+# PostgreSQL credentials come from Vault (secret/<namespace>/backup/postgres: `username`, `password`).
 
 # --- placement and schedule ------------------------------------------------------------------
 
@@ -20,8 +25,8 @@ variable "schedule" {
 
 variable "retention_days" {
   type        = number
-  default     = 14
-  description = "Dumps and snapshots older than this many days are deleted after a successful run."
+  default     = 7
+  description = "Backups and snapshots older than this many days are deleted after a successful run (pgBackRest keeps the newest full backup older than that, so any moment of the last retention_days days can be restored), and the WAL archive with them."
 }
 
 # --- tasks -----------------------------------------------------------------------------------
@@ -37,8 +42,8 @@ variable "driver" {
 
 variable "postgres_image" {
   type        = string
-  default     = "postgres:15"
-  description = "Docker image providing pg_dump (driver docker): the server's own image, so the versions match."
+  default     = "ghcr.io/arbfleet/postgres:15-pgbackrest"
+  description = "Docker image providing pgBackRest (driver docker): the server's own image (infra/images/postgres), so the versions match."
 }
 
 variable "redis_image" {
@@ -47,22 +52,16 @@ variable "redis_image" {
   description = "Docker image providing redis-cli (driver docker)."
 }
 
-variable "postgres_bin_dir" {
-  type        = string
-  default     = "/usr/lib/postgresql/15/bin"
-  description = "Directory of pg_dump on the client (driver raw_exec)."
-}
-
 variable "redis_bin_dir" {
   type        = string
   default     = "/usr/bin"
   description = "Directory of redis-cli on the client (driver raw_exec)."
 }
 
-variable "database" {
+variable "database_volume" {
   type        = string
-  default     = "postgres"
-  description = "Database to dump."
+  default     = "arbfleet-data"
+  description = "Host volume of the TimescaleDB job's data directory, which pgBackRest reads (mounted read-only at /var/lib/postgresql/data with docker; <host_volume_path>/timescaledb with raw_exec)."
 }
 
 # --- storage ---------------------------------------------------------------------------------
@@ -105,27 +104,46 @@ variable "vault_policies" {
 
 locals {
   backup_dir = var.driver == "docker" ? "/backups" : "${var.host_volume_path}/backups"
-  pg_dump    = var.driver == "docker" ? "pg_dump" : "${var.postgres_bin_dir}/pg_dump"
   redis_cli  = var.driver == "docker" ? "redis-cli" : "${var.redis_bin_dir}/redis-cli"
+  # The same options as the server's (timescaledb.nomad.hcl), and the retention.
+  pgbackrest_env = {
+    PGBACKREST_STANZA                    = "arbfleet"
+    PGBACKREST_REPO1_PATH                = "${local.backup_dir}/pgbackrest"
+    PGBACKREST_PG1_PATH                  = var.driver == "docker" ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
+    PGBACKREST_LOCK_PATH                 = "${local.backup_dir}/pgbackrest-lock"
+    PGBACKREST_LOG_LEVEL_FILE            = "off"
+    PGBACKREST_START_FAST                = "y"
+    PGBACKREST_REPO1_RETENTION_FULL_TYPE = "time"
+    PGBACKREST_REPO1_RETENTION_FULL      = format("%d", var.retention_days)
+  }
+  # raw_exec runs tasks as root; the repository belongs to postgres, whose server archives into it.
+  as_postgres = var.driver == "docker" ? "" : "setpriv --reuid=postgres --regid=postgres --init-groups --"
 
-  # $1 backup directory, $2 the dump tool, $3 retention in days. The file is written under a
-  # temporary name and renamed, so a half-written dump never counts as a backup.
-  pg_dump_script = <<-EOT
-    dir="$1/postgres"
-    mkdir -p "$dir"
-    out="$dir/arbfleet-$(date -u +%Y%m%dT%H%M%SZ).dump"
-    "$2" --format=custom --file="$out.partial" --dbname="$PGDATABASE"
-    mv "$out.partial" "$out"
-    find "$dir" -name 'arbfleet-*.dump' -mtime +"$3" -delete
-    ls -l "$out"
+  # $1 backup directory, $2 the task's name. The exit code of every run is recorded for the
+  # metrics, whatever happens before.
+  record_run = <<-EOT
+    mkdir -p "$1/status"
+    trap 'echo "$(date -u +%s) $?" > "$1/status/$2.last-run"' EXIT
   EOT
-  redis_script   = <<-EOT
+  # libpq takes the server from PGHOST; pgBackRest passes a port of its own (default 5432).
+  pg_backup_script = <<-EOT
+    ${local.record_run}
+    export PGBACKREST_PG1_PORT="$PGPORT"
+    cd /
+    ${local.as_postgres} pgbackrest stanza-create
+    ${local.as_postgres} pgbackrest backup --type=full
+    ${local.as_postgres} pgbackrest info
+  EOT
+  # $3 the dump tool, $4 retention in days. The file is written under a temporary name and
+  # renamed, so a half-written snapshot never counts as a backup.
+  redis_script = <<-EOT
+    ${local.record_run}
     dir="$1/redis"
     mkdir -p "$dir"
     out="$dir/redis-$(date -u +%Y%m%dT%H%M%SZ).rdb"
-    "$2" -h "$REDIS_HOST" -p "$REDIS_PORT" --rdb "$out.partial"
+    "$3" -h "$REDIS_HOST" -p "$REDIS_PORT" --rdb "$out.partial"
     mv "$out.partial" "$out"
-    find "$dir" -name 'redis-*.rdb' -mtime +"$3" -delete
+    find "$dir" -name 'redis-*.rdb' -mtime +"$4" -delete
     ls -l "$out"
   EOT
 }
@@ -157,9 +175,18 @@ job "backup" {
       type   = "host"
       source = var.host_volume
     }
+    # pgBackRest reads the server's files: requesting the volume places the run on its node.
+    volume "database" {
+      type      = "host"
+      source    = var.database_volume
+      read_only = true
+    }
 
     task "postgres" {
       driver = var.driver
+      # The image's postgres user owns the repository the server archives into (raw_exec runs as
+      # root and switches with setpriv instead).
+      user = var.driver == "docker" ? "postgres" : ""
 
       # One of the two, by Nomad generation (var.vault_identity).
       dynamic "vault" {
@@ -181,14 +208,14 @@ job "backup" {
           image        = var.postgres_image
           network_mode = "host"
           command      = "/bin/sh"
-          args         = ["-ec", local.pg_dump_script, "pg-backup", local.backup_dir, local.pg_dump, format("%d", var.retention_days)]
+          args         = ["-ec", local.pg_backup_script, "pg-backup", local.backup_dir, "postgres"]
         }
       }
       dynamic "config" {
         for_each = var.driver == "raw_exec" ? [1] : []
         content {
           command = "/bin/sh"
-          args    = ["-ec", local.pg_dump_script, "pg-backup", local.backup_dir, local.pg_dump, format("%d", var.retention_days)]
+          args    = ["-ec", local.pg_backup_script, "pg-backup", local.backup_dir, "postgres"]
         }
       }
 
@@ -199,14 +226,21 @@ job "backup" {
           destination = "/backups"
         }
       }
-
-      env {
-        PGDATABASE = var.database
+      dynamic "volume_mount" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          volume      = "database"
+          destination = "/var/lib/postgresql/data"
+          read_only   = true
+        }
       }
 
+      env = local.pgbackrest_env
+
+      # The instance of this namespace's fleet (another fleet's may share the cluster).
       template {
         data        = <<-EOT
-          {{ range service "timescaledb" }}PGHOST={{ .Address }}
+          {{ range service (printf "%s.timescaledb" (env "NOMAD_NAMESPACE")) }}PGHOST={{ .Address }}
           PGPORT={{ .Port }}
           {{ end }}
         EOT
@@ -239,14 +273,14 @@ job "backup" {
           image        = var.redis_image
           network_mode = "host"
           command      = "/bin/sh"
-          args         = ["-ec", local.redis_script, "redis-backup", local.backup_dir, local.redis_cli, format("%d", var.retention_days)]
+          args         = ["-ec", local.redis_script, "redis-backup", local.backup_dir, "redis", local.redis_cli, format("%d", var.retention_days)]
         }
       }
       dynamic "config" {
         for_each = var.driver == "raw_exec" ? [1] : []
         content {
           command = "/bin/sh"
-          args    = ["-ec", local.redis_script, "redis-backup", local.backup_dir, local.redis_cli, format("%d", var.retention_days)]
+          args    = ["-ec", local.redis_script, "redis-backup", local.backup_dir, "redis", local.redis_cli, format("%d", var.retention_days)]
         }
       }
 
@@ -260,7 +294,7 @@ job "backup" {
 
       template {
         data        = <<-EOT
-          {{ range service "redis" }}REDIS_HOST={{ .Address }}
+          {{ range service (printf "%s.redis" (env "NOMAD_NAMESPACE")) }}REDIS_HOST={{ .Address }}
           REDIS_PORT={{ .Port }}
           {{ end }}
         EOT

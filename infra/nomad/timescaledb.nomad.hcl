@@ -78,6 +78,30 @@ variable "host_volume_path" {
   description = "Path of the host volume on the client (driver raw_exec only: raw_exec cannot mount volumes, so the task uses the path itself; the data goes to <path>/timescaledb). `arbfleet deploy` fills it in for the local stack."
 }
 
+variable "backup_volume" {
+  type        = string
+  default     = "arbfleet-data"
+  description = "Host volume holding the pgBackRest repository the server archives its WAL to (the backup job writes its backups there); with the docker driver it is mounted at /backups. With raw_exec the repository is <host_volume_path>/backups/pgbackrest."
+}
+
+variable "exporter_image" {
+  type        = string
+  default     = "ghcr.io/arbfleet/arbfleet:0.1.0"
+  description = "Docker image with arbfleet (driver docker): its `arbfleet db backup-exporter` serves the backups' metrics."
+}
+
+variable "venv" {
+  type        = string
+  default     = ""
+  description = "Python virtual environment with arbfleet's dependencies, on the client (driver raw_exec). `arbfleet deploy` fills it in for the local stack."
+}
+
+variable "source_dir" {
+  type        = string
+  default     = ""
+  description = "The checkout whose runtime/ the backup exporter runs (driver raw_exec): the one `arbfleet deploy` ran from, which fills it in."
+}
+
 # --- secrets ---------------------------------------------------------------------------------
 
 variable "vault_role" {
@@ -104,12 +128,30 @@ variable "vault_policies" {
 
 locals {
   data_dir   = var.driver == "docker" ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
+  backup_dir = var.driver == "docker" ? "/backups" : "${var.host_volume_path}/backups"
+  # pgBackRest reads its options from the environment: the server's archive_command (and the
+  # restore_command `arbfleet db restore` leaves behind) find the repository through these, and
+  # the backup job sets the same. The stanza and repository layout are runtime/persistence/backup.py's.
+  pgbackrest_env = {
+    PGBACKREST_STANZA          = "arbfleet"
+    PGBACKREST_REPO1_PATH      = "${local.backup_dir}/pgbackrest"
+    PGBACKREST_PG1_PATH        = local.data_dir
+    PGBACKREST_LOCK_PATH       = "${local.backup_dir}/pgbackrest-lock"
+    PGBACKREST_LOG_LEVEL_FILE  = "off"
+    PGBACKREST_ARCHIVE_TIMEOUT = "120"
+  }
   pg_isready = var.driver == "docker" ? "pg_isready" : "${var.postgres_bin_dir}/pg_isready"
   # Host networking with both drivers: the server listens on the address and port Nomad allocated.
   server_args = concat(
     ["-c", "listen_addresses=${NOMAD_IP_db}", "-p", "${NOMAD_PORT_db}"],
+    # Every WAL segment goes to the pgBackRest repository: point-in-time restore needs them all.
+    ["-c", "archive_mode=on", "-c", "archive_command=pgbackrest archive-push %p"],
     flatten([for name, value in var.postgres_settings : ["-c", "${name}=${value}"]]),
   )
+  exporter_args = [
+    "db", "backup-exporter", "--backups", local.backup_dir,
+    "--listen", "${NOMAD_IP_metrics}:${NOMAD_PORT_metrics}",
+  ]
   password_template = <<-EOT
     {{ with secret (printf "secret/data/%s/timescaledb/postgres" (env "NOMAD_NAMESPACE")) }}{{ .Data.data.password }}{{ end }}
   EOT
@@ -141,12 +183,17 @@ job "timescaledb" {
 
     network {
       port "db" {}
+      port "metrics" {}
     }
 
     # Requesting the volume also places the job on a client that has it, for both drivers.
     volume "data" {
       type   = "host"
       source = var.host_volume
+    }
+    volume "backups" {
+      type   = "host"
+      source = var.backup_volume
     }
 
     # One of the two, by Nomad generation (var.vault_identity).
@@ -190,10 +237,19 @@ job "timescaledb" {
               setpriv --reuid=postgres --regid=postgres --init-groups -- "$2/initdb" -D "$1" \
                 -U postgres --auth=scram-sha-256 --pwfile="$pwfile" --encoding=UTF8
             fi
+            # The WAL archive (and pgBackRest's lock directory) must exist before the server's
+            # first archive_command: the stanza is created from the data directory alone
+            # (idempotent; the same after a restore).
+            mkdir -p "$3" "$4"
+            chown postgres:postgres "$3" "$4"
+            cd /
+            setpriv --reuid=postgres --regid=postgres --init-groups -- pgbackrest stanza-create --no-online
             EOT
-            , "initdb", local.data_dir, var.postgres_bin_dir,
+            , "initdb", local.data_dir, var.postgres_bin_dir, local.pgbackrest_env.PGBACKREST_REPO1_PATH,
+            local.pgbackrest_env.PGBACKREST_LOCK_PATH,
           ]
         }
+        env = local.pgbackrest_env
         template {
           data        = local.password_template
           destination = "secrets/postgres-password"
@@ -236,11 +292,20 @@ job "timescaledb" {
           destination = "/var/lib/postgresql/data"
         }
       }
-
-      # The image's entrypoint initialises an empty data directory with this password.
-      env {
-        POSTGRES_PASSWORD_FILE = "${NOMAD_SECRETS_DIR}/postgres-password"
+      dynamic "volume_mount" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          volume      = "backups"
+          destination = "/backups"
+        }
       }
+
+      # The image's entrypoint initialises an empty data directory with this password; PGDATA
+      # is where the volume is mounted (the -ha image, which carries pgBackRest, defaults elsewhere).
+      env = merge(local.pgbackrest_env, {
+        POSTGRES_PASSWORD_FILE = "${NOMAD_SECRETS_DIR}/postgres-password"
+        PGDATA                 = local.data_dir
+      })
 
       template {
         data        = local.password_template
@@ -275,6 +340,67 @@ job "timescaledb" {
         cpu        = var.cpu
         memory     = var.memory
         memory_max = var.memory_max
+      }
+    }
+
+    # The backups' age, size and last run as metrics (arbfleet_backup_*): the backup job is a
+    # periodic batch job with nothing to scrape, and this group runs on the backups' node.
+    task "backup-metrics" {
+      driver = var.driver
+
+      dynamic "config" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          image        = var.exporter_image
+          network_mode = "host"
+          command      = "arbfleet"
+          args         = local.exporter_args
+        }
+      }
+      dynamic "config" {
+        for_each = var.driver == "raw_exec" ? [1] : []
+        content {
+          command = "${var.venv}/bin/python"
+          args    = concat(["-m", "runtime.cli"], local.exporter_args)
+        }
+      }
+
+      dynamic "volume_mount" {
+        for_each = var.driver == "docker" ? [1] : []
+        content {
+          volume      = "backups"
+          destination = "/backups"
+          read_only   = true
+        }
+      }
+
+      env {
+        PYTHONPATH = var.source_dir
+      }
+
+      service {
+        name     = "arbfleet-backup"
+        provider = "consul"
+        port     = "metrics"
+        # Prometheus scrapes services tagged "prometheus" (monitoring/thresholds.toml).
+        tags = ["${NOMAD_NAMESPACE}", "prometheus"]
+        meta {
+          metrics_path = "/metrics"
+        }
+        # A monitoring sidecar never holds up a database deployment.
+        on_update = "ignore"
+
+        check {
+          type     = "http"
+          path     = "/metrics"
+          interval = "10s"
+          timeout  = "3s"
+        }
+      }
+
+      resources {
+        cpu    = 50
+        memory = 96
       }
     }
   }

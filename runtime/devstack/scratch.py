@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -48,8 +49,10 @@ def _chown_postgres(*paths: Path) -> None:
 class ScratchPostgres:
     """A PostgreSQL cluster of its own; ``dsn`` connects as ``postgres`` with a password."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
+        self.settings = settings or {}
+        """Server settings (``-c name=value``), e.g. WAL archiving for the backup benchmark."""
         self.root = Path(tempfile.mkdtemp(prefix="arbfleet-scratch-pg-"))
         self.root.chmod(0o711)  # the postgres user must reach its data directory inside
         self.data = self.root / "data"
@@ -80,6 +83,8 @@ class ScratchPostgres:
         if not self._initialized:
             self._initdb()
         options = f"-p {self.port} -h {HOST} -k {self.root}"
+        # pg_ctl hands the options to a shell
+        options += "".join(f" -c {shlex.quote(f'{k}={v}')}" for k, v in self.settings.items())
         self._pg_ctl(
             "start", "-w", "-t", str(int(START_TIMEOUT_S)), "-o", options, "-l", str(self.log)
         )

@@ -48,6 +48,9 @@ APT_PACKAGES = {
     "postgres": "postgresql",
     "amtool": "prometheus-alertmanager",
     "prometheus-alertmanager": "prometheus-alertmanager",
+    "pgbackrest": "pgbackrest",  # the backup job, the server's WAL archive, `arbfleet db restore`
+    "faketime": "faketime",  # the backup retention test's clock
+    "pg_partman": "postgresql-15-partman",  # bench.persistence's comparison (docs/adr/0001)
 }
 STACK_TOOLS = ("consul", "bao", "nomad")  # what `up` runs from the toolchain
 # Workload identity: the JWT auth mount and role names Terraform's platform module uses too.
@@ -418,6 +421,8 @@ def ensure_packages(say: Say) -> None:
 def _have(binary: str) -> bool:
     if binary == "postgres":
         return any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
+    if binary == "pg_partman":  # an extension, not a program
+        return any(Path("/usr/share/postgresql").glob("*/extension/pg_partman.control"))
     return shutil.which(binary) is not None
 
 

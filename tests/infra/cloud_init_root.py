@@ -33,7 +33,7 @@ KEY = "-----BEGIN PRIVATE KEY-----\nTEST-KEY\n-----END PRIVATE KEY-----\n"
 GOSSIP = "Y29uc3VsLWdvc3NpcC1rZXktMzItYnl0ZXMtbG9uZyE="
 # What a data node's host volumes look like with the cluster module's defaults.
 HOST_VOLUMES = {
-    "backups": {"owner": "root", "group": "root", "mode": "0700"},
+    "backups": {"owner": "70", "group": "70", "mode": "0700"},
     "prometheus-data": {"owner": "65534", "group": "65534", "mode": "0700"},
     "redis-data": {"owner": "999", "group": "999", "mode": "0700"},
     "timescaledb-data": {"owner": "70", "group": "70", "mode": "0700"},

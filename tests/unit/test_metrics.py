@@ -18,7 +18,7 @@ from runtime.metrics import engine_registry
 from tests.unit.market_kit import binance_ticker, upbit_book
 
 CONTRACT = Path(__file__).parents[2] / "monitoring" / "metrics.md"
-OWNED_ELSEWHERE = re.compile(r"arbfleet_(vault|exchange_key|consul)_")
+OWNED_ELSEWHERE = re.compile(r"arbfleet_(vault|exchange_key|consul|backup)_")
 
 
 def contract_names() -> set[str]:

@@ -2,8 +2,11 @@
 # host volume (timescaledb-data, mounted at /var/lib/postgresql/data).
 datacenters = ["fsn1"]
 driver      = "docker"
-image       = "postgres:15" # PostgreSQL licence, native partitioning (docs/components.md)
-host_volume = "timescaledb-data"
+# PostgreSQL's image with pgBackRest added (infra/images/postgres): its archive_command.
+# PostgreSQL licence, native partitioning (docs/components.md).
+image         = "ghcr.io/arbfleet/postgres:15-pgbackrest"
+host_volume   = "timescaledb-data"
+backup_volume = "backups"
 
 postgres_settings = {
   shared_buffers       = "2GB"

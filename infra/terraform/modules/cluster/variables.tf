@@ -152,7 +152,7 @@ variable "host_volumes" {
     mode  = string
   }))
   default = {
-    "backups"          = { owner = "root", group = "root", mode = "0700" }
+    "backups"          = { owner = "70", group = "70", mode = "0700" }
     "prometheus-data"  = { owner = "65534", group = "65534", mode = "0700" }
     "redis-data"       = { owner = "999", group = "999", mode = "0700" }
     "timescaledb-data" = { owner = "70", group = "70", mode = "0700" }
