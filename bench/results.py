@@ -24,16 +24,21 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {python}, {platform.system()}"
 
 
-def write_results(figures: dict[str, float], path: Path = RESULTS) -> dict[str, object]:
-    """Merge ``figures`` into the file (other benchmarks' figures stay) and stamp it."""
+def write_results(
+    figures: dict[str, float], path: Path = RESULTS, *, stamp: bool = True
+) -> dict[str, object]:
+    """Merge ``figures`` into the file (other benchmarks' figures stay) and stamp it; with
+    ``stamp=False`` the machine and time stay those of the other figures (a test adding its own,
+    whose machine docs/benchmarks.md states)."""
     document: dict[str, object] = {"figures": {}}
     if path.exists():
         document = json.loads(path.read_text())
     merged = dict(document.get("figures", {}))  # type: ignore[call-overload]
     merged.update({name: round(value, 3) for name, value in figures.items()})
     document["figures"] = dict(sorted(merged.items()))
-    document["machine"] = machine()
-    document["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    if stamp or "machine" not in document:
+        document["machine"] = machine()
+        document["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     path.write_text(json.dumps(document, indent=2) + "\n")
     return document
 

@@ -177,17 +177,28 @@ def provision_consul_token(job: str, role: str, namespace: str = "default") -> s
 # --- the engine job -------------------------------------------------------------------------
 
 
-def engine_variables(deployment: str, simulator: str, **extra: str) -> str:
-    """Var-file content of a paper engine deployment on the cluster: the local deployment's
+SIMULATOR_KEYS = '  api_key = "sim-key"\n  api_secret = "sim-secret"'
+"""The simulator's own account keys (SimulatorConfig.credentials), not a secret."""
+
+
+def engine_variables(deployment: str, simulator: str, *, live: bool = False, **extra: str) -> str:
+    """Var-file content of an engine deployment on the cluster: the local paper deployment's
     strategy and config, trading on ``simulator`` (host:port), Consul ACLs on, its Consul token
-    through the legacy path, no stores (the cluster runs no PostgreSQL or Redis)."""
+    through the legacy path, no stores (the cluster runs no PostgreSQL or Redis). ``live``:
+    signed orders to the simulator with its keys (in the config: the simulator's accounts are
+    no secret), so the simulator sees every order the engine sends."""
     text = ENGINE_VARS.read_text()
-    if LOCAL_SIMULATOR not in text or 'deployment          = "paper"' not in text:
+    expected = (LOCAL_SIMULATOR, 'deployment          = "paper"', 'mode                = "paper"')
+    if not all(part in text for part in expected):
         raise StackError(f"{ENGINE_VARS} no longer looks as expected")
     text = text.replace(LOCAL_SIMULATOR, simulator)
-    text = text.replace(
-        'deployment          = "paper"', f"deployment = {deploy.hcl_string(deployment)}"
-    )
+    text = text.replace(expected[1], f"deployment = {deploy.hcl_string(deployment)}")
+    if live:
+        text = text.replace(expected[2], 'mode = "live"')
+        text = "\n".join(
+            f"{line}\n{SIMULATOR_KEYS}" if line.lstrip().startswith("rest_url =") else line
+            for line in text.splitlines()
+        )
     values: dict[str, str | list[str]] = {
         "datacenters": [cluster.DATACENTER],
         "driver": "raw_exec",
@@ -211,7 +222,7 @@ def nomad(path: str, method: str = "GET", body: Any = None) -> Any:
     return cluster.api(cluster.servers()[0], "nomad", path, method, body, cluster.token("nomad"))
 
 
-def submit_engine(deployment: str, simulator: str, **extra: str) -> str:
+def submit_engine(deployment: str, simulator: str, *, live: bool = False, **extra: str) -> str:
     """Parse the engine job with Nomad (the spec of infra/nomad) and register it; the job id."""
     spec = (deploy.NOMAD_DIR / "engine.nomad.hcl").read_text()
     parsed = nomad(
@@ -219,7 +230,7 @@ def submit_engine(deployment: str, simulator: str, **extra: str) -> str:
         "POST",
         {
             "JobHCL": spec,
-            "Variables": engine_variables(deployment, simulator, **extra),
+            "Variables": engine_variables(deployment, simulator, live=live, **extra),
             "Canonicalize": True,
         },
     )
