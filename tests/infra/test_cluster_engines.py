@@ -16,12 +16,10 @@ identities, signed by a key this module makes.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -31,6 +29,7 @@ from runtime.devstack import cluster_engines as ce
 from runtime.errors import StackError
 from runtime.simulator.background import SimulatorThread
 from runtime.simulator.server import SimulatorConfig
+from tests.nomad_identity import nomad_identity
 
 DEPLOYMENT = "acl"
 JOB = ce.job_id(DEPLOYMENT)
@@ -157,20 +156,7 @@ def consul_identity(
     key: str, job: str, *, task: str = "engine", audience: str = "consul.io"
 ) -> str:
     """The claims Nomad 1.7+ signs for a task's ``consul_default`` identity."""
-    now = int(time.time())
-    claims = {
-        "aud": [audience],
-        "sub": f"global:default:{job}:engine:{task}:consul_default",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "jti": str(uuid.uuid4()),
-        "nomad_namespace": "default",
-        "nomad_job_id": job,
-        "nomad_task": task,
-        "nomad_allocation_id": str(uuid.uuid4()),
-    }
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "test-key"})
+    return nomad_identity(job, key, task=task, audience=audience, identity="consul_default")
 
 
 def test_the_auth_method_is_the_one_terraform_applies(signing_key: str) -> None:
