@@ -158,6 +158,12 @@ variable "vault_address" {
   description = "Vault address the engine reads its exchange keys from (vault.address); needed with accounts."
 }
 
+variable "vault_ca_file" {
+  type        = string
+  default     = ""
+  description = "PEM file of the CA that signed the secrets store's certificate, on the client (raw_exec) or in the image (docker), for the engine's own Vault client (REQUESTS_CA_BUNDLE: hvac trusts only public CAs otherwise). Empty: the system's CAs."
+}
+
 variable "kv_mount" {
   type        = string
   default     = "exchanges"
@@ -264,6 +270,7 @@ locals {
       ARBFLEET_VAULT__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/vault_token"
       ARBFLEET_VAULT__KV_MOUNT   = var.kv_mount
     },
+    !local.uses_vault || var.vault_ca_file == "" ? {} : { REQUESTS_CA_BUNDLE = var.vault_ca_file },
     var.postgres_service == "" ? {} : merge(
       {
         ARBFLEET_POSTGRES__MIGRATE_ON_START = "true"

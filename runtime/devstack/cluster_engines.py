@@ -29,12 +29,15 @@ from typing import Any
 from runtime import deploy
 from runtime.devstack import cluster
 from runtime.errors import StackError
+from runtime.vault import Layout, deployment_policy
 
 REPO = Path(__file__).resolve().parents[2]
 ACL_FILE = REPO / "infra/terraform/modules/platform/consul/engine-acl.json"
 KV_MOUNT = "secret"
 LOCAL_SIMULATOR = "127.0.0.1:18900"
 ENGINE_VARS = deploy.NOMAD_DIR / "vars/local/engine/cross-exchange-paper.hcl"
+SIMULATOR_CREDENTIALS = ("sim-key", "sim-secret")
+"""The simulator's own account keys (SimulatorConfig.credentials), not a secret."""
 
 
 @cache
@@ -174,43 +177,70 @@ def provision_consul_token(job: str, role: str, namespace: str = "default") -> s
     return str(created["AccessorID"])
 
 
+def provision_exchange_keys(job: str, accounts: Mapping[str, str]) -> str:
+    """The simulator's keys as the deployment's exchange accounts in OpenBao's KV v2
+    ``exchanges/`` (the layout of secrets/vault.toml) and the deployment's own policy, rendered
+    by runtime/vault.py as ``arbfleet secrets apply`` does; returns the policy's name."""
+    layout = Layout(deployments={job: dict(accounts)})
+    mount = layout.kv_mount
+    if f"{mount}/" not in bao("/v1/sys/mounts")["data"]:
+        bao(f"/v1/sys/mounts/{mount}", "POST", {"type": "kv", "options": {"version": "2"}})
+    key, secret = SIMULATOR_CREDENTIALS
+    body = {"data": {"api_key": key, "api_secret": secret, "permissions": []}}
+    for venue, account in accounts.items():
+        path = f"/v1/{mount}/data/{venue}/{account}"
+        cluster.wait_for(f"OpenBao KV {path}", lambda p=path: bao(p, "POST", body), 30)  # type: ignore[misc]
+    name = layout.deployment_policy_name(job)
+    bao(f"/v1/sys/policies/acl/{name}", "PUT", {"policy": deployment_policy(layout, job)})
+    return name
+
+
 # --- the engine job -------------------------------------------------------------------------
 
 
-SIMULATOR_KEYS = '  api_key = "sim-key"\n  api_secret = "sim-secret"'
-"""The simulator's own account keys (SimulatorConfig.credentials), not a secret."""
-
-
-def engine_variables(deployment: str, simulator: str, *, live: bool = False, **extra: str) -> str:
+def engine_variables(
+    deployment: str,
+    simulator: str,
+    *,
+    live: Mapping[str, str] | None = None,
+    **extra: str | list[str] | dict[str, str],
+) -> str:
     """Var-file content of an engine deployment on the cluster: the local paper deployment's
     strategy and config, trading on ``simulator`` (host:port), Consul ACLs on, its Consul token
-    through the legacy path, no stores (the cluster runs no PostgreSQL or Redis). ``live``:
-    signed orders to the simulator with its keys (in the config: the simulator's accounts are
-    no secret), so the simulator sees every order the engine sends."""
+    through the legacy path, no stores (the cluster runs no PostgreSQL or Redis). ``live``
+    (venue -> account, provisioned by ``provision_exchange_keys``): signed orders to the
+    simulator with keys the engine reads from OpenBao (the production path: the task's token
+    with the deployment's policy, OpenBao's certificate checked against the cluster's CA), so
+    the simulator sees every order the engine sends."""
     text = ENGINE_VARS.read_text()
     expected = (LOCAL_SIMULATOR, 'deployment          = "paper"', 'mode                = "paper"')
     if not all(part in text for part in expected):
         raise StackError(f"{ENGINE_VARS} no longer looks as expected")
     text = text.replace(LOCAL_SIMULATOR, simulator)
     text = text.replace(expected[1], f"deployment = {deploy.hcl_string(deployment)}")
-    if live:
+    policies = [vault_policy(job_id(deployment))]
+    keys: dict[str, str | list[str] | dict[str, str]] = {}
+    if live is not None:
         text = text.replace(expected[2], 'mode = "live"')
-        text = "\n".join(
-            f"{line}\n{SIMULATOR_KEYS}" if line.lstrip().startswith("rest_url =") else line
-            for line in text.splitlines()
-        )
-    values: dict[str, str | list[str]] = {
+        policies.append(Layout().deployment_policy_name(job_id(deployment)))
+        keys = {
+            "accounts": dict(live),
+            "vault_address": cluster.url(cluster.servers()[0], "vault", ""),
+            "vault_ca_file": str(cluster.keys_dir() / "ca.pem"),
+        }
+    values: dict[str, str | list[str] | dict[str, str]] = {
         "datacenters": [cluster.DATACENTER],
         "driver": "raw_exec",
         "venv": sys.prefix,
         "source_dir": str(REPO),
         "vault_identity": "legacy_token",
-        "vault_policies": [vault_policy(job_id(deployment))],
+        "vault_policies": policies,
         "postgres_service": "",
         "redis_service": "",
         "min_healthy_time": "5s",
         "healthy_deadline": "60s",
         "progress_deadline": "0s",
+        **keys,
         **extra,
     }
     lines = [f"{name} = {deploy.hcl_value(value)}" for name, value in values.items()]
@@ -222,7 +252,13 @@ def nomad(path: str, method: str = "GET", body: Any = None) -> Any:
     return cluster.api(cluster.servers()[0], "nomad", path, method, body, cluster.token("nomad"))
 
 
-def submit_engine(deployment: str, simulator: str, *, live: bool = False, **extra: str) -> str:
+def submit_engine(
+    deployment: str,
+    simulator: str,
+    *,
+    live: Mapping[str, str] | None = None,
+    **extra: str | list[str] | dict[str, str],
+) -> str:
     """Parse the engine job with Nomad (the spec of infra/nomad) and register it; the job id."""
     spec = (deploy.NOMAD_DIR / "engine.nomad.hcl").read_text()
     parsed = nomad(

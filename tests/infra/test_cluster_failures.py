@@ -2,7 +2,9 @@
 
 One cluster for the module, the exchange simulator in this process on the bridge address (the one
 address of this machine the namespaces reach), and one live engine deployment (signed orders to
-the simulator with its own keys; Consul ACLs on, as in tests/infra/test_cluster_engines.py). The
+the simulator with keys it reads from the cluster's OpenBao, exchanges/<venue>/<account>, through
+the production path: the task's own token, the deployment's policy, HTTPS checked against the
+cluster's CA; its config holds no key. Consul ACLs on, as in tests/infra/test_cluster_engines.py). The
 simulator records every order with the address it came from, so each order is attributed to the
 client whose engine sent it, and refuses (and counts) a client order id sent twice.
 
@@ -143,8 +145,11 @@ def load() -> Iterator[Load]:
         thread = SimulatorThread(SimulatorConfig(host=bridge, market=LOAD))
         with thread as sim:
             ce.provision_consul_token(JOB, ce.apply_engine_acl(JOB, ACCOUNTS))
+            ce.provision_exchange_keys(JOB, ACCOUNTS)
+            # The engine's keys come from OpenBao only: its vars hold none.
+            assert "sim-key" not in ce.engine_variables(DEPLOYMENT, "sim:1", live=ACCOUNTS)
             started = time.time_ns()
-            ce.submit_engine(DEPLOYMENT, f"{bridge}:{sim.port}", live=True)
+            ce.submit_engine(DEPLOYMENT, f"{bridge}:{sim.port}", live=ACCOUNTS)
             state = Load(sim, thread)
             first = cluster.wait_for(
                 "the engine's first order",
