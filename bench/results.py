@@ -25,12 +25,18 @@ def machine() -> str:
 
 
 def write_results(
-    figures: dict[str, float], path: Path = RESULTS, *, replace_prefix: str | None = None
+    figures: dict[str, float],
+    path: Path = RESULTS,
+    *,
+    replace_prefix: str | None = None,
+    stamp: bool = True,
 ) -> dict[str, object]:
     """Merge ``figures`` into the file (other benchmarks' figures stay) and stamp it.
 
     With ``replace_prefix``, the file's old figures under that prefix go first: a benchmark
-    that renamed or dropped a figure leaves no stale one behind."""
+    that renamed or dropped a figure leaves no stale one behind. With ``stamp=False`` the
+    machine and time stay those of the other figures (a test adding its own, whose machine
+    docs/benchmarks.md states)."""
     document: dict[str, object] = {"figures": {}}
     if path.exists():
         document = json.loads(path.read_text())
@@ -39,8 +45,9 @@ def write_results(
         merged = {name: v for name, v in merged.items() if not name.startswith(replace_prefix)}
     merged.update({name: round(value, 3) for name, value in figures.items()})
     document["figures"] = dict(sorted(merged.items()))
-    document["machine"] = machine()
-    document["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    if stamp or "machine" not in document:
+        document["machine"] = machine()
+        document["when"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     path.write_text(json.dumps(document, indent=2) + "\n")
     return document
 

@@ -102,6 +102,12 @@ variable "venv" {
   description = "Python virtual environment with arbfleet installed, on the client (driver raw_exec); the task runs <venv>/bin/arbfleet. `arbfleet deploy` fills it in for the local stack."
 }
 
+variable "source_dir" {
+  type        = string
+  default     = ""
+  description = "raw_exec only: run the engine from this source tree (<venv>/bin/python -m runtime.cli, PYTHONPATH=source_dir) instead of the venv's installed arbfleet; the cluster tests run a worktree's code this way. Empty: <venv>/bin/arbfleet."
+}
+
 variable "shutdown_deadline_s" {
   type        = number
   default     = 10
@@ -150,6 +156,12 @@ variable "vault_address" {
   type        = string
   default     = ""
   description = "Vault address the engine reads its exchange keys from (vault.address); needed with accounts."
+}
+
+variable "vault_ca_file" {
+  type        = string
+  default     = ""
+  description = "PEM file of the CA that signed the secrets store's certificate, on the client (raw_exec) or in the image (docker), for the engine's own Vault client (REQUESTS_CA_BUNDLE: hvac trusts only public CAs otherwise). Empty: the system's CAs."
 }
 
 variable "kv_mount" {
@@ -217,17 +229,22 @@ variable "consul_address" {
 variable "consul_acl" {
   type        = bool
   default     = false
-  description = "Consul has ACLs on: the engine uses the token Nomad obtains for the task through workload identity (secrets/consul_token), which needs a Consul binding rule for the task's identity (the platform module)."
+  description = "Consul has ACLs on: the engine reads its Consul token from secrets/consul_token, which comes the way vault_identity says: workload_identity, Nomad logs in to Consul with the task's consul_default identity (the platform module's auth method and binding rule); legacy_token, a template reads it from the secrets store (consul_token_mount)."
 }
 
+variable "consul_token_mount" {
+  type        = string
+  default     = "secret"
+  description = "With consul_acl and vault_identity = legacy_token: the KV v2 mount holding the engine's Consul token at <mount>/<namespace>/<job>/consul, field token (a token with the deployment's Consul role arbfleet-engine-<job>, written by provisioning; OpenBao has no Consul secrets engine)."
+}
 locals {
   job_id = "${replace(var.strategy, "_", "-")}-${var.deployment}"
   # Every deployment has its own role and policy (secrets/vault.toml): its database role and
   # its own accounts' keys.
   vault_role = var.vault_role != "" ? var.vault_role : "arbfleet-${local.job_id}"
   uses_vault = length(var.accounts) > 0 || (var.postgres_service != "" && var.database_mount != "")
-  arbfleet   = var.driver == "docker" ? "arbfleet" : "${var.venv}/bin/arbfleet"
-  args       = ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"]
+  arbfleet   = var.driver == "docker" ? "arbfleet" : var.source_dir != "" ? "${var.venv}/bin/python" : "${var.venv}/bin/arbfleet"
+  args       = concat(var.driver == "raw_exec" && var.source_dir != "" ? ["-m", "runtime.cli"] : [], ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"])
   # One rendered file per venue and key field: secrets/<venue>/api_key, secrets/<venue>/api_secret.
   key_files = {
     for pair in setproduct(keys(var.accounts), ["api_key", "api_secret"]) :
@@ -253,6 +270,7 @@ locals {
       ARBFLEET_VAULT__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/vault_token"
       ARBFLEET_VAULT__KV_MOUNT   = var.kv_mount
     },
+    !local.uses_vault || var.vault_ca_file == "" ? {} : { REQUESTS_CA_BUNDLE = var.vault_ca_file },
     var.postgres_service == "" ? {} : merge(
       {
         ARBFLEET_POSTGRES__MIGRATE_ON_START = "true"
@@ -262,6 +280,7 @@ locals {
     ),
     var.redis_service == "" ? {} : { ARBFLEET_REDIS__ENVIRONMENT = "${NOMAD_NAMESPACE}" },
     !var.consul_acl ? {} : { ARBFLEET_CONSUL__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token" },
+    var.driver == "raw_exec" && var.source_dir != "" ? { PYTHONPATH = var.source_dir } : {},
     { for venue, account in var.accounts : "ARBFLEET_VAULT__ACCOUNTS__${upper(venue)}" => account },
   )
   # Each store's instances tagged with the job's own namespace, whatever their health
@@ -375,13 +394,28 @@ job "engine" {
 
       # With Consul ACLs, Nomad 1.7+ logs in to Consul with this identity and writes the task's
       # token to secrets/consul_token (ARBFLEET_CONSUL__TOKEN_FILE). Older Nomad has no such
-      # identity: there the token would have to come another way (a template).
+      # identity: there the template below reads it from the secrets store.
       dynamic "identity" {
         for_each = var.consul_acl && var.vault_identity == "workload_identity" ? ["consul_default"] : []
         content {
           name = identity.value
           aud  = ["consul.io"]
           ttl  = "1h"
+        }
+      }
+
+      # Nomad 1.6 and earlier with Consul ACLs: the token from the secrets store, read with the
+      # task's own secrets-store token from <mount>/<namespace>/<job>/consul (the path the
+      # generic nomad-workloads policy gives a job). OpenBao has no Consul secrets engine, so it
+      # is a token provisioning made with the deployment's Consul role; a new version restarts
+      # the engine, which reads its token at start (releasing its locks and taking them again).
+      dynamic "template" {
+        for_each = var.consul_acl && var.vault_identity == "legacy_token" ? [var.consul_token_mount] : []
+        content {
+          data        = "{{ with secret (printf \"${template.value}/data/%s/${local.job_id}/consul\" (env \"NOMAD_NAMESPACE\")) }}{{ .Data.data.token }}{{ end }}"
+          destination = "secrets/consul_token"
+          perms       = "0600"
+          change_mode = "restart"
         }
       }
 

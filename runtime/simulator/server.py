@@ -108,6 +108,9 @@ class ExchangeSimulator:
         self.model = MarketModel(self.config.market)
         self.stats = SimulatorStats()
         self.orders: dict[str, dict[str, Any]] = {}
+        self.order_peers: dict[str, tuple[str, int]] = {}
+        """Client order id -> (the sender's address, receive time in ns): which engine sent
+        what, when several engines on several hosts trade one account in turn."""
         self.keys = KeyRegistry(
             self.config.credentials, self.config.admin_token, self.config.max_keys_per_label
         )
@@ -177,7 +180,9 @@ class ExchangeSimulator:
                 await task
         for subscriber in list(self._subscribers):
             _hang_up(subscriber)
-            await subscriber.ws.close()
+        # Concurrently and bounded: a peer that vanished (its host killed, its link cut) never
+        # answers the close handshake, and aiohttp would wait 10 s for each one in turn.
+        await asyncio.gather(*(_close(s.ws) for s in list(self._subscribers)))
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -513,7 +518,7 @@ class ExchangeSimulator:
             "side": side,
             "fills": order["fills"],
         }
-        self._record(client_id, "binance", response, received_ns)
+        self._record(client_id, "binance", response, received_ns, request.remote)
         return web.json_response(response)
 
     async def _binance_query_order(self, request: web.Request) -> web.Response:
@@ -604,7 +609,7 @@ class ExchangeSimulator:
                 for f in order["fills"]
             ],
         }
-        self._record(identifier, "upbit", response, received_ns)
+        self._record(identifier, "upbit", response, received_ns, request.remote)
         return web.json_response(response, status=201)
 
     async def _upbit_query_order(self, request: web.Request) -> web.Response:
@@ -658,11 +663,25 @@ class ExchangeSimulator:
         }
 
     def _record(
-        self, client_id: str, venue: str, response: dict[str, Any], received_ns: int
+        self,
+        client_id: str,
+        venue: str,
+        response: dict[str, Any],
+        received_ns: int,
+        peer: str | None = None,
     ) -> None:
         self.orders[client_id] = response
+        self.order_peers[client_id] = (peer or "", received_ns)
         if self.on_order is not None:
             self.on_order(venue, response, received_ns)
+
+
+CLOSE_TIMEOUT_S: Final = 2.0
+
+
+async def _close(ws: web.WebSocketResponse) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
 
 
 def _fmt(value: float) -> str:

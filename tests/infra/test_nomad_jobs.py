@@ -294,8 +294,13 @@ def test_engine_config_and_environment_load(
     assert task["KillTimeout"] == (config.shutdown.deadline_s + 10) * 10**9
     # One key file pair per account, re-rendered with SIGHUP; the job's own Vault role.
     accounts = config.vault.accounts
-    keys = {path for path in templates if path.startswith("secrets/")}
+    keys = {p for p in templates if p.startswith("secrets/") and p != "secrets/consul_token"}
     assert keys == {f"secrets/{v}/{f}" for v in accounts for f in ("api_key", "api_secret")}
+    # Consul ACLs on a Nomad without workload identity: the Consul token from the secrets store.
+    if "ARBFLEET_CONSUL__TOKEN_FILE" in task["Env"] and task["Vault"].get("Policies"):
+        consul = templates["secrets/consul_token"]
+        assert f"/{job['ID']}/consul" in consul["EmbeddedTmpl"]
+        assert consul["ChangeMode"] == "restart" and consul["Perms"] == "0600"
     assert {templates[k]["ChangeSignal"] for k in keys} <= {"SIGHUP"}
     # The job's own role, or on a Nomad without workload identity the legacy token's policies.
     if LEGACY_NOMAD_VARS in u.var_files:

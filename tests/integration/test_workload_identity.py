@@ -9,14 +9,12 @@ roles and policies logged in to are the ones production uses: the stack's templa
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import hvac
 import hvac.exceptions
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -25,6 +23,7 @@ from runtime.devstack import stack
 from runtime.execution.live import Credentials
 from runtime.vault import ExchangeKeys, Layout, VaultSession, apply_layout
 from tests.integration.vault_kit import deployment, remove_layout, unique_layout
+from tests.nomad_identity import nomad_identity as identity_jwt
 
 pytestmark = pytest.mark.stack
 
@@ -38,21 +37,8 @@ def nomad_identity(
     key: str | None = None,
 ) -> str:
     """A JWT with the claims Nomad 1.7+ signs for a task's identity for the secrets store."""
-    now = int(time.time())
-    claims = {
-        "aud": [audience],
-        "sub": f"global:{namespace}:{job}:{task}:{task}:vault_default",
-        "iat": now,
-        "nbf": now,
-        "exp": now + 600,
-        "jti": str(uuid.uuid4()),
-        "nomad_namespace": namespace,
-        "nomad_job_id": job,
-        "nomad_allocation_id": str(uuid.uuid4()),
-        "nomad_task": task,
-    }
     signing_key = key if key is not None else stack.jwt_signing_key_file().read_text()
-    return jwt.encode(claims, signing_key, algorithm="RS256", headers={"kid": "test-key"})
+    return identity_jwt(job, signing_key, namespace=namespace, task=task, audience=audience)
 
 
 def login(vault: hvac.Client, role: str, token: str) -> hvac.Client:

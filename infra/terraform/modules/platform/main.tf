@@ -135,9 +135,14 @@ resource "vault_generic_endpoint" "this" {
 
 # --- Consul -------------------------------------------------------------------------------
 
+# The engines' Consul ACLs come from consul/engine-acl.json, which the cluster tests apply to a
+# real Consul too (runtime/devstack/cluster_engines.py): one definition, not a copy.
+locals {
+  consul_acl = jsondecode(file("${path.module}/consul/engine-acl.json"))
+}
+
 resource "consul_acl_policy" "this" {
   for_each = var.consul_acls ? {
-    "arbfleet-engine"   = file("${path.module}/templates/consul-engine.hcl")
     "arbfleet-operator" = file("${path.module}/templates/consul-operator.hcl")
   } : {}
 
@@ -145,40 +150,57 @@ resource "consul_acl_policy" "this" {
   rules = each.value
 }
 
+# One policy and role per deployment: its services and checks, sessions, the kill switch (read)
+# and write on its own account lock keys only, so an engine cannot take another deployment's
+# accounts (accounts with Vault keys, and `locks`, a paper deployment's simulator accounts).
+resource "consul_acl_policy" "engine" {
+  for_each = var.consul_acls ? var.deployments : {}
+
+  name = format(local.consul_acl.engine_policy, each.key)
+  rules = jsonencode(merge(local.consul_acl.engine_rules, {
+    key = {
+      for venue, account in merge(each.value.locks, each.value.accounts) :
+      format(local.consul_acl.lock_key, venue, account) => { policy = "write" }
+    }
+  }))
+}
+
+resource "consul_acl_role" "engine" {
+  for_each = var.consul_acls ? var.deployments : {}
+
+  name     = format(local.consul_acl.engine_role, each.key)
+  policies = [consul_acl_policy.engine[each.key].id]
+}
+
 # Engines log in to Consul with their Nomad workload identity (the engine job's `consul_default`
-# identity, audience consul.io, when consul_acl = true) and get the engine policy: Nomad writes
-# the token to the task's secrets/consul_token.
+# identity, audience consul.io, when consul_acl = true) and get their deployment's role: Nomad
+# writes the token to the task's secrets/consul_token.
 resource "consul_acl_auth_method" "nomad_workloads" {
   count = var.consul_acls ? 1 : 0
 
   # No max_token_ttl: Nomad does not renew the Consul tokens it gets for workload identities,
   # so a token that expired would take the engine's TTL check, session and locks with it.
-  name         = "nomad-workloads"
-  type         = "jwt"
-  display_name = "Nomad workload identities"
-  config_json = jsonencode({
-    JWKSURL          = var.jwt.jwks_url
-    JWKSCACert       = var.jwt.jwks_ca_pem
-    JWTSupportedAlgs = ["RS256", "EdDSA"]
-    BoundAudiences   = ["consul.io"]
-    ClaimMappings = {
-      nomad_namespace = "nomad_namespace"
-      nomad_job_id    = "nomad_job_id"
-      nomad_task      = "nomad_task"
-    }
-  })
+  name         = local.consul_acl.auth_method.name
+  type         = local.consul_acl.auth_method.type
+  display_name = local.consul_acl.auth_method.display_name
+  config_json = jsonencode(merge(local.consul_acl.auth_method.config, {
+    JWKSURL    = var.jwt.jwks_url
+    JWKSCACert = var.jwt.jwks_ca_pem
+  }))
 }
 
 resource "consul_acl_binding_rule" "engine_tasks" {
   count = var.consul_acls ? 1 : 0
 
   auth_method = consul_acl_auth_method.nomad_workloads[0].name
-  description = "The engine task of each strategy deployment gets the engine policy."
-  # Only the engine tasks of the deployments: a task merely named "engine" elsewhere does not
-  # get write on the account locks.
-  selector  = format("value.nomad_task == engine and value.nomad_job_id matches \"^(%s)$\"", join("|", keys(var.deployments)))
-  bind_type = "policy"
-  bind_name = consul_acl_policy.this["arbfleet-engine"].name
+  description = local.consul_acl.binding_rule.description
+  # Only the engine tasks of the deployments: a task merely named "engine" elsewhere gets
+  # nothing. bind_type "role" (not "policy", which Consul has only since 1.16): the role named
+  # after the job, so each engine gets its own deployment's policy.
+  selector   = format(local.consul_acl.binding_rule.selector, join("|", keys(var.deployments)))
+  bind_type  = local.consul_acl.binding_rule.bind_type
+  bind_name  = local.consul_acl.binding_rule.bind_name
+  depends_on = [consul_acl_role.engine]
 }
 
 resource "consul_keys" "this" {

@@ -36,6 +36,9 @@ variable "deployments" {
   description = "Strategy deployments (secrets/vault.toml [deployments]): Nomad engine job name => exchange account per venue. Each gets a policy and a JWT role `arbfleet-<job>`."
   type = map(object({
     accounts = map(string)
+    # Accounts the engine locks without keys in Vault (a paper deployment's simulator accounts,
+    # its config's [consul.accounts]): its Consul policy may write their lock keys too.
+    locks = optional(map(string), {})
   }))
   default = {}
 
