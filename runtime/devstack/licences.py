@@ -118,6 +118,18 @@ class Review:
 
 # Keyed by the file's SHA-256: a new version or a changed text is refused again until read.
 REVIEWED: dict[str, Review] = {
+    "822e8e528147569a41975592aee19c11992ab667ba50451cd929031d5fc74491": Review(
+        "matplotlib",
+        ("LicenseRef-Matplotlib-PSF-style",),
+        "the Matplotlib License (1.3.0 and later): the PSF License Agreement with the Matplotlib "
+        "Development Team for the PSF, a permissive, BSD-compatible licence (the benchmarks' plot)",
+    ),
+    "d75938dec098f06f0ac3c00853065d94f020be1c3c62ef1dc2975ba15b4d9b0e": Review(
+        "matplotlib",
+        ("Bitstream-Vera", "LicenseRef-Public-Domain"),
+        "matplotlib's bundled DejaVu fonts: the Bitstream Vera font licence and the Arev fonts' "
+        "same terms (free to use, modify and redistribute), DejaVu's changes in the public domain",
+    ),
     "e93716da6b9c0d5a4a1df60fe695b370f0695603d21f6f83f053e42cfc10caf7": Review(
         "pip",
         ("MPL-2.0",),
