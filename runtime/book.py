@@ -248,7 +248,7 @@ class Books:
         book = self.l2.get(key)
         if book is None:
             book = self.l2[key] = OrderBook(update.venue, update.symbol, self._max_buffered)
-        outcome = book.apply(update)
+        outcome = book.apply_snapshot(update) if update.is_snapshot else book.apply_diff(update)
         if outcome is Outcome.STALE:
             self._drop(update.venue, DropReason.OUT_OF_ORDER)
             return None
@@ -264,22 +264,38 @@ class Books:
         return self._publish_top(book, update.local_ts_ns)
 
     def _publish_top(self, book: OrderBook, local_ts_ns: int) -> BookTicker | None:
-        top = book.top(local_ts_ns)
-        if top is None:
+        # ``book.top()`` compared with the stored top, but the event is built only when the top
+        # changed: most diffs leave it as it was.
+        if not book.live or not book.bids or not book.asks:
             return None
+        bid = book.best_bid
+        ask = book.best_ask
+        bid_size = book.bids[bid]
+        ask_size = book.asks[ask]
         tops = self.venue_tops(book.venue)
         previous = tops.get(book.symbol)
         if previous is not None:
-            if top.seq < previous.seq:
+            if book.last_seq < previous.seq:
                 return None  # a faster book-ticker stream is already ahead of this diff
             unchanged = (
-                previous.bid == top.bid
-                and previous.ask == top.ask
-                and previous.bid_size == top.bid_size
-                and previous.ask_size == top.ask_size
+                previous.bid == bid
+                and previous.ask == ask
+                and previous.bid_size == bid_size
+                and previous.ask_size == ask_size
             )
             if unchanged:
                 return None
+        top = BookTicker(
+            book.venue,
+            book.symbol,
+            bid,
+            bid_size,
+            ask,
+            ask_size,
+            book.last_seq,
+            book.venue_ts_ms,
+            local_ts_ns,
+        )
         tops[book.symbol] = top
         return top
 

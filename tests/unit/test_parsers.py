@@ -104,6 +104,38 @@ def test_binance_keys_in_another_order_take_the_slow_path_to_the_same_event(
             b'{"e":"depthUpdate","E":1,"s":"BNBBTC","U":1,"u":2,"b":[["0","1"]],"a":[]}',
             DropReason.BAD_VALUE,
         ),
+        # Combined depth diffs take the fast path, whose decoder checks the levels; a frame it
+        # refuses is dropped by the slow path with the reason the raw frame gets above.
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[["0","1"]],"a":[]}}',
+            DropReason.BAD_VALUE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[["1","-1"]],"a":[]}}',
+            DropReason.BAD_VALUE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[],"a":[["nan","1"]]}}',
+            DropReason.NON_FINITE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[],"a":[["1","inf"]]}}',
+            DropReason.NON_FINITE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":9,"u":5,"b":[],"a":[]}}',
+            DropReason.BAD_VALUE,
+        ),
+        (
+            b'{"stream":"xrpbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"XRPBTC",'
+            b'"U":1,"u":2,"b":[],"a":[]}}',
+            DropReason.UNKNOWN_SYMBOL,
+        ),
         (b'{"e":"kline","E":1,"s":"BNBBTC"}', DropReason.UNKNOWN_TYPE),
         (b'{"stream":"bnbbtc@kline_1m","data":{"e":"kline"}}', DropReason.UNKNOWN_TYPE),
         (b'{"stream":"bnbusdt@bookTicker","data":{"u":1}}', DropReason.SCHEMA),
