@@ -25,11 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline import MID, RATE, combined, handler_rate
+from bench.pipeline import MID, combined, engine_with, handler_rate
 from bench.results import load_average, machine, write_results
-from runtime.config import load_config
 from runtime.engine import Engine
-from runtime.events import BookTicker
 from runtime.logging import configure
 
 SYMBOLS = (10, 100, 1_000)
@@ -48,19 +46,7 @@ def curve_engine(bases: list[str], per_symbol: int) -> Engine:
         for base in bases
         for index in range(per_symbol)
     ]
-    overrides = {
-        "strategies": strategies,
-        "paper": {"latency_ms": 0.0, "latency_jitter_ms": 0.0},
-        "risk": {"max_orders_per_second": 1e6, "order_burst": 1_000_000, "max_open_orders": 1_000},
-    }
-    engine = Engine(load_config(env={}, overrides=overrides))
-    now = time.time_ns()
-    engine.on_event(BookTicker("upbit", "USDT/KRW", RATE - 0.5, 1e6, RATE + 0.5, 1e6, 1, 0, now))
-    krw_bid = MID * RATE * 1.0001
-    for base in bases:
-        top = BookTicker("upbit", f"{base}/KRW", krw_bid, 5.0, krw_bid * 1.0002, 5.0, 1, 0, now)
-        engine.on_event(top)
-    return engine
+    return engine_with(strategies, tuple(bases))
 
 
 def frames_for(bases: list[str], count: int, seed: int = 4) -> list[bytes]:

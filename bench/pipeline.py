@@ -61,8 +61,13 @@ UPBIT_UNITS = 15
 
 
 def engine_for(strategy_config: dict[str, Any]) -> Engine:
+    return engine_with([{"plugin": "cross_exchange", "id": "bench", "config": strategy_config}])
+
+
+def engine_with(strategies: list[dict[str, Any]], bases: tuple[str, ...] = ("BTC",)) -> Engine:
+    """A paper engine running ``strategies``, Upbit's USDT/KRW and ``<base>/KRW`` in the book."""
     overrides = {
-        "strategies": [{"plugin": "cross_exchange", "id": "bench", "config": strategy_config}],
+        "strategies": strategies,
         "paper": {"latency_ms": 0.0, "latency_jitter_ms": 0.0},
         "risk": {"max_orders_per_second": 1e6, "order_burst": 1_000_000, "max_open_orders": 1_000},
     }
@@ -70,7 +75,9 @@ def engine_for(strategy_config: dict[str, Any]) -> Engine:
     now = time.time_ns()
     engine.on_event(BookTicker("upbit", "USDT/KRW", RATE - 0.5, 1e6, RATE + 0.5, 1e6, 1, 0, now))
     krw_bid = MID * RATE * 1.0001
-    engine.on_event(BookTicker("upbit", "BTC/KRW", krw_bid, 5.0, krw_bid * 1.0002, 5.0, 1, 0, now))
+    for base in bases:
+        top = BookTicker("upbit", f"{base}/KRW", krw_bid, 5.0, krw_bid * 1.0002, 5.0, 1, 0, now)
+        engine.on_event(top)
     return engine
 
 
