@@ -381,3 +381,31 @@ def test_upbit_parser_never_raises_and_emits_only_sane_events(raw: bytes) -> Non
     event = parser.parse(raw, TS)
     _assert_sane(event)
     assert (event is None) == (parser.drops.total == 1)
+
+
+_DEPTH_NUMBERS = ['"1.5"', '"0"', '"-1"', '"nan"', '"inf"', '"1e400"', "2.5", "0", '"x"', "null"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    levels=st.lists(
+        st.tuples(st.sampled_from(_DEPTH_NUMBERS), st.sampled_from(_DEPTH_NUMBERS)), max_size=6
+    ),
+    first=st.integers(0, 10),
+    span=st.integers(-2, 5),
+    symbol=st.sampled_from(["BNBBTC", "XRPBTC"]),
+)
+def test_binance_combined_depth_fast_path_agrees_with_the_slow_path(
+    levels: list[tuple[str, str]], first: int, span: int, symbol: str
+) -> None:
+    """The fast path of combined depth diffs (levels checked by the decoder) parses and drops
+    exactly as the slow path (levels checked in Python) does, reason for reason."""
+    half = len(levels) // 2
+    sides = [",".join(f"[{p},{s}]" for p, s in part) for part in (levels[:half], levels[half:])]
+    raw = (
+        f'{{"stream":"{symbol.lower()}@depth@100ms","data":{{"e":"depthUpdate","E":1,'
+        f'"s":"{symbol}","U":{first},"u":{first + span},"b":[{sides[0]}],"a":[{sides[1]}]}}}}'
+    ).encode()
+    fast, slow = BinanceParser({"BNBBTC": "BNB/BTC"}), BinanceParser({"BNBBTC": "BNB/BTC"})
+    assert fast.parse(raw, TS) == slow._parse_slow(raw, TS)
+    assert fast.drops.counts == slow.drops.counts
