@@ -55,8 +55,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Every benchmark (`-- --quick` for the short version); writes bench/results.json."""
-    _install(session)
+    """Every benchmark (`-- --quick` for the short version); writes bench/results.json.
+
+    Installs what the tests session does for the stack (the toolchain, the stack's packages),
+    which the rotation, Consul and fleet benchmarks start, and the `bench` extra: the peer
+    (NautilusTrader) and matplotlib for the cost-curve plot."""
+    _install(session, "bench")
+    session.run("python", "-m", "runtime.devstack", "toolchain", "install")
+    session.run("python", "-m", "runtime.devstack", "dev", "packages")
     session.run("python", "-m", "bench", *session.posargs)
 
 

@@ -12,6 +12,7 @@ import sys
 
 BENCHMARKS = (
     "bench.pipeline",
+    "bench.curves",
     "bench.e2e",
     "bench.rotation",
     "bench.persistence",

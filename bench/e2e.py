@@ -141,6 +141,11 @@ async def run_engine(port: int, duration_s: float) -> tuple[Engine, float]:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="20 s instead of 60 s")
+    parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run the engine's side on uvloop (pip install uvloop), to compare event loops",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the child's role
     args = parser.parse_args(argv)
     configure("ERROR", stream=sys.stderr)
@@ -159,7 +164,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         try:
             assert child.stdout is not None
             port = int(child.stdout.readline())
-            engine, frames_per_s = asyncio.run(run_engine(port, duration_s))
+            loop_factory = None
+            if args.uvloop:
+                import uvloop
+
+                loop_factory = uvloop.new_event_loop
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                engine, frames_per_s = runner.run(run_engine(port, duration_s))
         finally:
             child.send_signal(signal.SIGTERM)
             child.wait(timeout=30)

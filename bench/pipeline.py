@@ -19,6 +19,11 @@ Usage: ``python -m bench.pipeline [--quick]``. Every figure comes from one run o
 - ``pipeline.depth.msgs_per_s`` and ``.parse_floor.msgs_per_s``: Binance combined depth diffs of
   20 levels (10 bids, 10 asks, half of them removals) through the handler into an L2 book
   (strategy subscribed with ``use_depth``), and their bare typed decode.
+- ``peer.nautilus.quotes_per_s`` and ``pipeline.vs_nautilus``: NautilusTrader's BacktestEngine
+  fed the same quotes as pre-built ``QuoteTick`` objects, a spread check on two instruments
+  (``bench/peer.py``), in passes alternating with our frame handler on the same frames; the
+  ratio is our best pass over the peer's best pass. Skipped if NautilusTrader is not installed
+  (``pip install -e .[bench]``; ``nox -s bench`` installs it).
 - ``pipeline.upbit_orderbook.msgs_per_s`` and ``.parse_floor.msgs_per_s``: Upbit orderbook frames
   in the DEFAULT format the engine subscribes to (15 units, numbers as JSON numbers) through
   the Upbit handler, and their bare typed decode.
@@ -41,6 +46,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from bench import peer
 from bench.results import load_average, write_results
 from runtime.config import load_config
 from runtime.engine import Engine
@@ -55,8 +61,13 @@ UPBIT_UNITS = 15
 
 
 def engine_for(strategy_config: dict[str, Any]) -> Engine:
+    return engine_with([{"plugin": "cross_exchange", "id": "bench", "config": strategy_config}])
+
+
+def engine_with(strategies: list[dict[str, Any]], bases: tuple[str, ...] = ("BTC",)) -> Engine:
+    """A paper engine running ``strategies``, Upbit's USDT/KRW and ``<base>/KRW`` in the book."""
     overrides = {
-        "strategies": [{"plugin": "cross_exchange", "id": "bench", "config": strategy_config}],
+        "strategies": strategies,
         "paper": {"latency_ms": 0.0, "latency_jitter_ms": 0.0},
         "risk": {"max_orders_per_second": 1e6, "order_burst": 1_000_000, "max_open_orders": 1_000},
     }
@@ -64,7 +75,9 @@ def engine_for(strategy_config: dict[str, Any]) -> Engine:
     now = time.time_ns()
     engine.on_event(BookTicker("upbit", "USDT/KRW", RATE - 0.5, 1e6, RATE + 0.5, 1e6, 1, 0, now))
     krw_bid = MID * RATE * 1.0001
-    engine.on_event(BookTicker("upbit", "BTC/KRW", krw_bid, 5.0, krw_bid * 1.0002, 5.0, 1, 0, now))
+    for base in bases:
+        top = BookTicker("upbit", f"{base}/KRW", krw_bid, 5.0, krw_bid * 1.0002, 5.0, 1, 0, now)
+        engine.on_event(top)
     return engine
 
 
@@ -233,6 +246,23 @@ def measure_upbit(frames: list[bytes], repeats: int) -> tuple[float, float]:
     return rate, decode_rate(msgspec.json.Decoder(_OrderbookWire).decode, frames, repeats)
 
 
+def measure_vs_peer(frames: list[bytes], repeats: int) -> dict[str, float]:
+    """Our frame handler and the peer's BacktestEngine on the same quotes, passes alternating."""
+    if not peer.available():
+        print("NautilusTrader is not installed (pip install -e .[bench]): no peer figures")
+        return {}
+    ours = 0.0
+    figures: dict[str, float] = {}
+    for _ in range(repeats):
+        ours = max(ours, handler_rate(engine_for({"cooldown_ms": 0}), "binance", frames))
+        run = peer.quote_rate(frames, MID * 1.0001, 1)
+        if run["peer.nautilus.quotes_per_s"] > figures.get("peer.nautilus.quotes_per_s", 0.0):
+            figures = run
+    figures["pipeline.vs_nautilus"] = ours / figures["peer.nautilus.quotes_per_s"]
+    figures["pipeline.vs_nautilus.ours_msgs_per_s"] = ours
+    return figures
+
+
 def intents(engine: Engine, count: int) -> dict[str, float]:
     """What the frames of the latency pass went on to do, as counts and the share of frames."""
     stats = engine.stats.by_strategy["bench"]
@@ -276,6 +306,13 @@ def report(figures: dict[str, float], counts: tuple[int, int, int], load: float)
          "pipeline.depth.parse_floor.msgs_per_s")  # fmt: skip
     line("Upbit orderbook, 15 units", "pipeline.upbit_orderbook.msgs_per_s",
          "pipeline.upbit_orderbook.parse_floor.msgs_per_s")  # fmt: skip
+    if "peer.nautilus.quotes_per_s" in figures:
+        print(
+            f"  {'NautilusTrader ' + peer.version() + ' BacktestEngine':<38}"
+            f"{figures['peer.nautilus.quotes_per_s']:>12,.0f} quotes/s; ours "
+            f"{figures['pipeline.vs_nautilus.ours_msgs_per_s']:,.0f} msgs/s on the same quotes, "
+            f"{figures['pipeline.vs_nautilus']:.2f}x it"
+        )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -295,6 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     depth, depth_floor = measure_depth(depth_frames(depth_count), repeats)
     upbit, upbit_floor = measure_upbit(upbit_frames(depth_count), repeats)
+    versus = measure_vs_peer(frames[: count // 4], repeats)
     figures = {
         "pipeline.parse_floor.msgs_per_s": floor,
         "pipeline.parse_floor_orjson.msgs_per_s": orjson_floor,
@@ -309,6 +347,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "pipeline.upbit_orderbook.parse_floor.msgs_per_s": upbit_floor,
         "pipeline.load_average": load,
         **intents(engine, count),
+        **versus,
     }
     write_results(figures, replace_prefix="pipeline.")
     report(figures, (count, depth_count, depth_count), load)

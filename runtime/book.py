@@ -37,6 +37,11 @@ class Outcome(enum.Enum):
     """Waiting for a snapshot and the buffer is full: dropped."""
 
 
+_APPLIED = Outcome.APPLIED
+"""A module global: the hot path's test against it is one lookup, ``Outcome.APPLIED`` two (and
+an enum class's attribute lookup is not a cheap one)."""
+
+
 class OrderBook:
     """The L2 book of one venue and symbol; see the module docstring for the sync rules."""
 
@@ -145,7 +150,7 @@ class OrderBook:
         if best_bid >= best_ask:
             # A crossed book cannot come from a venue's matching engine: we missed updates.
             return self._lose_sync(None)
-        return Outcome.APPLIED
+        return _APPLIED
 
     def _lose_sync(self, pending: DepthUpdate | None) -> Outcome:
         self.live = False
@@ -248,7 +253,9 @@ class Books:
         book = self.l2.get(key)
         if book is None:
             book = self.l2[key] = OrderBook(update.venue, update.symbol, self._max_buffered)
-        outcome = book.apply(update)
+        outcome = book.apply_snapshot(update) if update.is_snapshot else book.apply_diff(update)
+        if outcome is _APPLIED:  # nearly every message: tested first
+            return self._publish_top(book, update.local_ts_ns)
         if outcome is Outcome.STALE:
             self._drop(update.venue, DropReason.OUT_OF_ORDER)
             return None
@@ -259,27 +266,41 @@ class Books:
             if self._on_gap is not None:
                 self._on_gap(update.venue, update.symbol)
             return None
-        if outcome is Outcome.BUFFERED:
-            return None
-        return self._publish_top(book, update.local_ts_ns)
+        return None  # buffered until the snapshot
 
     def _publish_top(self, book: OrderBook, local_ts_ns: int) -> BookTicker | None:
-        top = book.top(local_ts_ns)
-        if top is None:
+        # ``book.top()`` compared with the stored top, but the event is built only when the top
+        # changed: most diffs leave it as it was.
+        if not book.live or not book.bids or not book.asks:
             return None
+        bid = book.best_bid
+        ask = book.best_ask
+        bid_size = book.bids[bid]
+        ask_size = book.asks[ask]
         tops = self.venue_tops(book.venue)
         previous = tops.get(book.symbol)
         if previous is not None:
-            if top.seq < previous.seq:
+            if book.last_seq < previous.seq:
                 return None  # a faster book-ticker stream is already ahead of this diff
             unchanged = (
-                previous.bid == top.bid
-                and previous.ask == top.ask
-                and previous.bid_size == top.bid_size
-                and previous.ask_size == top.ask_size
+                previous.bid == bid
+                and previous.ask == ask
+                and previous.bid_size == bid_size
+                and previous.ask_size == ask_size
             )
             if unchanged:
                 return None
+        top = BookTicker(
+            book.venue,
+            book.symbol,
+            bid,
+            bid_size,
+            ask,
+            ask_size,
+            book.last_seq,
+            book.venue_ts_ms,
+            local_ts_ns,
+        )
         tops[book.symbol] = top
         return top
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import Annotated, Any, Final, Generic, TypeVar
 
 import aiohttp
 import msgspec
@@ -47,6 +48,7 @@ _INF: Final = math.inf
 _U: Final = ord("u")
 _S: Final = ord("s")
 _TICKER_STREAM: Final = b'bookTicker"'
+_DEPTH_STREAM: Final = b"depth@"
 _DEPTH: Final = b'{"e":"depthUpdate"'
 _TRADE: Final = b'{"e":"trade"'
 _COMBINED: Final = b'{"stream":"'
@@ -73,6 +75,25 @@ class _DepthWire(msgspec.Struct, gc=False):
     u: Id
     b: tuple[Level, ...]
     a: tuple[Level, ...]
+
+
+_Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
+_Size = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
+
+
+class _CheckedDepthWire(msgspec.Struct, gc=False):
+    """``_DepthWire`` whose levels msgspec checks while decoding (in C): every price finite and
+    positive, every size finite and not negative (NaN fails both), what ``levels_valid`` checks
+    in Python. The fast path decodes into it; a frame it rejects takes the slow path, which
+    decodes into ``_DepthWire`` and drops it with the reason it always had."""
+
+    e: str
+    E: Id
+    s: str
+    U: Id
+    u: Id
+    b: tuple[tuple[_Price, _Size], ...]
+    a: tuple[tuple[_Price, _Size], ...]
 
 
 class _TradeWire(msgspec.Struct, gc=False):
@@ -102,6 +123,7 @@ class _DepthSnapshotWire(msgspec.Struct, gc=False):
 _TICKER_KEYS: Final = len(_BookTickerWire.__struct_fields__)
 _COMBINED_TICKER_KEYS: Final = 2 + _TICKER_KEYS  # "stream" and "data" around it
 _DEPTH_KEYS: Final = len(_DepthWire.__struct_fields__)
+_COMBINED_DEPTH_KEYS: Final = 2 + _DEPTH_KEYS
 _TRADE_KEYS: Final = len(_TradeWire.__struct_fields__) - 1  # without the optional "M"
 
 
@@ -144,6 +166,9 @@ class BinanceParser:
         self._trade = msgspec.json.Decoder(_TradeWire, strict=False)
         self._combined_ticker = msgspec.json.Decoder(_Combined[_BookTickerWire], strict=False)
         self._combined_depth = msgspec.json.Decoder(_Combined[_DepthWire], strict=False)
+        self._combined_checked_depth = msgspec.json.Decoder(
+            _Combined[_CheckedDepthWire], strict=False
+        )
         self._combined_trade = msgspec.json.Decoder(_Combined[_TradeWire], strict=False)
 
     def parse(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
@@ -154,9 +179,8 @@ class BinanceParser:
             return self._parse_slow(raw, local_ts_ns)
         # '{"stream":"btcusdt@bookTicker"': what the engine subscribes to, so the hottest path.
         # A frame with no '@' looks at offset 0, which never starts with the stream kind.
-        if first_key == _S and raw.startswith(
-            _TICKER_STREAM, raw.find(b"@", _NAME_AT, _AT_BEFORE) + 1
-        ):
+        kind_at = raw.find(b"@", _NAME_AT, _AT_BEFORE) + 1 if first_key == _S else 0
+        if first_key == _S and raw.startswith(_TICKER_STREAM, kind_at):
             try:
                 wire = self._combined_ticker.decode(raw).data
             except DECODE_ERRORS:
@@ -177,6 +201,8 @@ class BinanceParser:
                 self.drops.drop(value_reason(bid, ask, wire.B, wire.A), raw)
                 return None
             return BookTicker(VENUE, symbol, bid, wire.B, ask, wire.A, wire.u, 0, local_ts_ns)
+        if kind_at and raw.startswith(_DEPTH_STREAM, kind_at):  # '"btcusdt@depth@100ms"'
+            return self._combined_depth_fast(raw, local_ts_ns)
         if first_key == _U:  # '{"u":' - a raw bookTicker (single-stream connections)
             return self._decode_fast(self._ticker, raw, local_ts_ns)
         if raw.startswith(_DEPTH):
@@ -186,6 +212,21 @@ class BinanceParser:
         if raw.startswith(_COMBINED):
             return self._parse_combined(raw, local_ts_ns)
         return self._parse_slow(raw, local_ts_ns)
+
+    def _combined_depth_fast(self, raw: bytes, ts: int) -> MarketEvent | None:
+        """A combined depth diff: ``_parse_combined`` and ``_depth_update`` with the levels
+        checked by the decoder; any frame it does not take goes to the slow path."""
+        try:
+            wire = self._combined_checked_depth.decode(raw).data
+        except DECODE_ERRORS:
+            return self._parse_slow(raw, ts)
+        if raw.count(b":") != _COMBINED_DEPTH_KEYS or wire.u < wire.U:
+            return self._parse_slow(raw, ts)
+        symbol = self._symbols.get(wire.s)
+        if symbol is None:
+            self.drops.drop(DropReason.UNKNOWN_SYMBOL, raw)
+            return None
+        return DepthUpdate(VENUE, symbol, wire.U, wire.u, wire.b, wire.a, False, wire.E, ts)
 
     def _parse_combined(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
         at = raw.find(b"@", _NAME_AT, _AT_BEFORE)

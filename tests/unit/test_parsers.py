@@ -104,6 +104,38 @@ def test_binance_keys_in_another_order_take_the_slow_path_to_the_same_event(
             b'{"e":"depthUpdate","E":1,"s":"BNBBTC","U":1,"u":2,"b":[["0","1"]],"a":[]}',
             DropReason.BAD_VALUE,
         ),
+        # Combined depth diffs take the fast path, whose decoder checks the levels; a frame it
+        # refuses is dropped by the slow path with the reason the raw frame gets above.
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[["0","1"]],"a":[]}}',
+            DropReason.BAD_VALUE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[["1","-1"]],"a":[]}}',
+            DropReason.BAD_VALUE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[],"a":[["nan","1"]]}}',
+            DropReason.NON_FINITE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":1,"u":2,"b":[],"a":[["1","inf"]]}}',
+            DropReason.NON_FINITE,
+        ),
+        (
+            b'{"stream":"bnbbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"BNBBTC",'
+            b'"U":9,"u":5,"b":[],"a":[]}}',
+            DropReason.BAD_VALUE,
+        ),
+        (
+            b'{"stream":"xrpbtc@depth@100ms","data":{"e":"depthUpdate","E":1,"s":"XRPBTC",'
+            b'"U":1,"u":2,"b":[],"a":[]}}',
+            DropReason.UNKNOWN_SYMBOL,
+        ),
         (b'{"e":"kline","E":1,"s":"BNBBTC"}', DropReason.UNKNOWN_TYPE),
         (b'{"stream":"bnbbtc@kline_1m","data":{"e":"kline"}}', DropReason.UNKNOWN_TYPE),
         (b'{"stream":"bnbusdt@bookTicker","data":{"u":1}}', DropReason.SCHEMA),
@@ -349,3 +381,31 @@ def test_upbit_parser_never_raises_and_emits_only_sane_events(raw: bytes) -> Non
     event = parser.parse(raw, TS)
     _assert_sane(event)
     assert (event is None) == (parser.drops.total == 1)
+
+
+_DEPTH_NUMBERS = ['"1.5"', '"0"', '"-1"', '"nan"', '"inf"', '"1e400"', "2.5", "0", '"x"', "null"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    levels=st.lists(
+        st.tuples(st.sampled_from(_DEPTH_NUMBERS), st.sampled_from(_DEPTH_NUMBERS)), max_size=6
+    ),
+    first=st.integers(0, 10),
+    span=st.integers(-2, 5),
+    symbol=st.sampled_from(["BNBBTC", "XRPBTC"]),
+)
+def test_binance_combined_depth_fast_path_agrees_with_the_slow_path(
+    levels: list[tuple[str, str]], first: int, span: int, symbol: str
+) -> None:
+    """The fast path of combined depth diffs (levels checked by the decoder) parses and drops
+    exactly as the slow path (levels checked in Python) does, reason for reason."""
+    half = len(levels) // 2
+    sides = [",".join(f"[{p},{s}]" for p, s in part) for part in (levels[:half], levels[half:])]
+    raw = (
+        f'{{"stream":"{symbol.lower()}@depth@100ms","data":{{"e":"depthUpdate","E":1,'
+        f'"s":"{symbol}","U":{first},"u":{first + span},"b":[{sides[0]}],"a":[{sides[1]}]}}}}'
+    ).encode()
+    fast, slow = BinanceParser({"BNBBTC": "BNB/BTC"}), BinanceParser({"BNBBTC": "BNB/BTC"})
+    assert fast.parse(raw, TS) == slow._parse_slow(raw, TS)
+    assert fast.drops.counts == slow.drops.counts
