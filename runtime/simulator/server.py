@@ -154,7 +154,9 @@ class ExchangeSimulator:
         return app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # A short shutdown: the connections of a peer that vanished (its node killed, its link
+        # cut) never close, and aiohttp would wait 60 s for their handlers.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=CLOSE_TIMEOUT_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()

@@ -126,9 +126,12 @@ def engine_pid(alloc_id: str) -> int:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        # The console script runs under the venv's Python: python .../bin/arbfleet run --config
-        # <allocation dir>/engine/local/arbfleet.toml
-        script = any(arg.endswith(b"/bin/arbfleet") for arg in cmdline)
+        # The venv's Python runs the console script (.../bin/arbfleet run --config <allocation
+        # dir>/engine/local/arbfleet.toml) or, with the job's source_dir (locally: this checkout),
+        # the module (python -m runtime.cli run --config ...).
+        script = any(arg.endswith(b"/bin/arbfleet") for arg in cmdline) or (
+            b"runtime.cli" in cmdline and b"-m" in cmdline
+        )
         if script and b"run" in cmdline and alloc_id.encode() in b" ".join(cmdline):
             return int(entry.name)
     raise AssertionError(f"no engine process for allocation {alloc_id}")
