@@ -1,7 +1,7 @@
 """This checkout's order books against another checkout's, on the same depth events, one process.
 
 Usage: ``python -m bench.book_ab OTHER_CHECKOUT [--quick]`` (``OTHER_CHECKOUT``: a directory
-holding ``runtime/book.py``, e.g. ``git archive <rev> runtime | tar -x -C /tmp/base``). The
+holding ``runtime/trading/book.py``, e.g. ``git archive <rev> runtime | tar -x -C /tmp/base``). The
 depth frames of ``bench.pipeline`` are parsed once; then ``Books.on_depth`` of each checkout
 applies them to a book synced from the same snapshot, passes alternating, best pass of each.
 Both must end with the same book (levels, best prices, gaps, published top), or it fails.
@@ -20,9 +20,9 @@ from typing import Any
 from bench.parser_ab import load
 from bench.pipeline import MID, depth_frames
 from bench.results import load_average
-from runtime import book as this_book
-from runtime.events import DepthUpdate
-from runtime.feeds.binance import BinanceParser
+from runtime.core.events import DepthUpdate
+from runtime.trading import book as this_book
+from runtime.venues.binance.feed import BinanceParser
 
 
 def run(module: ModuleType, snapshot: DepthUpdate, events: list[Any]) -> tuple[float, object]:
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("other", type=Path)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    other = load(args.other / "runtime/book.py", "other_book")
+    other = load(args.other / "runtime/trading/book.py", "other_book")
     count, repeats = (50_000, 3) if args.quick else (150_000, 5)
     binance = BinanceParser({"BTCUSDT": "BTC/USDT"})
     events = [binance.parse(raw, 1) for raw in depth_frames(count)]

@@ -24,12 +24,12 @@ import aiohttp
 
 from bench.results import load_average, write_results
 from runtime.config import load_config
-from runtime.consul import ConsulApi
-from runtime.demo import demo_config
+from runtime.core.logging import configure
 from runtime.devstack import stack
-from runtime.engine import Engine
-from runtime.logging import configure
-from runtime.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.devstack.demo import demo_config
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.engine.engine import Engine
+from runtime.platform.consul import ConsulApi
 
 SAMPLE_S = 0.001
 

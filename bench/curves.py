@@ -28,8 +28,8 @@ from typing import Any
 
 from bench.pipeline import MID, combined, engine_with, handler_rate
 from bench.results import load_average, machine, write_results
-from runtime.engine import Engine
-from runtime.logging import configure
+from runtime.core.logging import configure
+from runtime.engine.engine import Engine
 
 SYMBOLS = (10, 100, 1_000)
 STRATEGIES = (1, 3, 10)

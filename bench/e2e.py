@@ -29,8 +29,8 @@ from typing import Any
 
 from bench.results import load_average, write_results
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.logging import configure
+from runtime.core.logging import configure
+from runtime.engine.engine import Engine
 
 MATCH_WINDOW_NS = 1_000_000_000
 # Client order ids start with the strategy id ("-" becomes "_"). Each fast strategy reacts to
@@ -40,7 +40,7 @@ STRATEGY_OF_KIND = {"premium": "xex_btc-", "cross": "tri_usdt-"}
 
 async def serve_simulator(record: Path) -> None:
     """The child: run the simulator until SIGTERM, then write what it saw to ``record``."""
-    from runtime.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
+    from runtime.devstack.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
 
     sim = ExchangeSimulator(
         SimulatorConfig(tick_interval_ms=1.0, market=MarketParams(dislocations_per_s=3.0))

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from bench.parser_ab import load
 from bench.pipeline import depth_engine, depth_frames, engine_for, ticker_frames, upbit_frames
-from runtime.feeds import binance, upbit
-from runtime.logging import configure
+from runtime.core.logging import configure
+from runtime.venues.binance import feed as binance
+from runtime.venues.upbit import feed as upbit
 
 FRAMES: dict[str, Callable[[int], list[bytes]]] = {
     "combined": ticker_frames,
@@ -37,7 +38,7 @@ def consumer(checkout: str, kind: str, mode: str) -> Callable[[bytes], object]:
     if checkout == "this":
         parser_class: type = upbit.UpbitParser if venue == "upbit" else binance.BinanceParser
     else:
-        module = load(Path(checkout) / f"runtime/feeds/{venue}.py", f"other_{venue}")
+        module = load(Path(checkout) / f"runtime/venues/{venue}/feed.py", f"other_{venue}")
         parser_class = module.UpbitParser if venue == "upbit" else module.BinanceParser
     if mode == "none":
         return lambda raw: None

@@ -27,9 +27,9 @@ from pathlib import Path
 import asyncpg
 
 from bench.results import load_average, write_results
+from runtime.core.errors import DeployError
 from runtime.devstack import fleet, stack
-from runtime.errors import DeployError
-from runtime.simulator.background import SimulatorThread
+from runtime.devstack.simulator.background import SimulatorThread
 
 BUDGET_S = 90.0
 

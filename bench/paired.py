@@ -35,8 +35,8 @@ def child(count: int, depth_count: int, repeats: int) -> dict[str, float]:
         handler_rate,
         ticker_frames,
     )
-    from runtime.feeds.binance import _BookTickerWire, _Combined, _DepthWire
-    from runtime.logging import configure
+    from runtime.core.logging import configure
+    from runtime.venues.binance.feed import _BookTickerWire, _Combined, _DepthWire
 
     configure("ERROR")
     frames = ticker_frames(count)

@@ -1,7 +1,7 @@
 """This checkout's parsers against another checkout's, on the same frames, in one process.
 
 Usage: ``python -m bench.parser_ab OTHER_CHECKOUT [--quick]`` (``OTHER_CHECKOUT``: a directory
-holding ``runtime/feeds/binance.py`` and ``upbit.py``, e.g. ``git archive <rev> runtime | tar -x
+holding ``runtime/venues/{binance,upbit}/feed.py``, e.g. ``git archive <rev> runtime | tar -x
 -C /tmp/base``). Measures each parser alone and inside this checkout's engine (the other
 parser swapped into the frame handler), passes of the two alternating so that load drifting over
 the run hits both alike; best pass of each. Prints the figures and their ratio; writes nothing
@@ -26,9 +26,10 @@ from bench.pipeline import (
     upbit_frames,
 )
 from bench.results import load_average
-from runtime.engine import Engine
-from runtime.feeds import binance, upbit
-from runtime.logging import configure
+from runtime.core.logging import configure
+from runtime.engine.engine import Engine
+from runtime.venues.binance import feed as binance
+from runtime.venues.upbit import feed as upbit
 
 Run = Callable[[], None]
 
@@ -85,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     configure("ERROR")
-    other_binance = load(args.other / "runtime/feeds/binance.py", "other_binance")
-    other_upbit = load(args.other / "runtime/feeds/upbit.py", "other_upbit")
+    other_binance = load(args.other / "runtime/venues/binance/feed.py", "other_binance")
+    other_upbit = load(args.other / "runtime/venues/upbit/feed.py", "other_upbit")
     count, repeats = (100_000, 5) if args.quick else (400_000, 7)
     binance_symbols = {"BTCUSDT": "BTC/USDT"}
     cases = [

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from runtime.feeds.binance import _BookTickerWire, _Combined
+from runtime.venues.binance.feed import _BookTickerWire, _Combined
 
 SPREAD_BPS = 30.0
 

@@ -44,8 +44,8 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from bench.results import load_average, write_results
+from runtime.core.orders import OrderIntent
 from runtime.devstack.scratch import ScratchPostgres, ScratchRedis
-from runtime.orders import OrderIntent
 from runtime.persistence.admin import run_migrations
 from runtime.persistence.schema import TimeseriesTable, ensure_partitions
 from runtime.persistence.settings import PostgresConfig

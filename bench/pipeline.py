@@ -49,11 +49,11 @@ import orjson
 from bench import peer
 from bench.results import load_average, write_results
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.events import BookTicker, DepthUpdate
-from runtime.feeds.binance import BinanceParser, _BookTickerWire, _Combined, _DepthWire
-from runtime.feeds.upbit import _OrderbookWire
-from runtime.logging import configure
+from runtime.core.events import BookTicker, DepthUpdate
+from runtime.core.logging import configure
+from runtime.engine.engine import Engine
+from runtime.venues.binance.feed import BinanceParser, _BookTickerWire, _Combined, _DepthWire
+from runtime.venues.upbit.feed import _OrderbookWire
 
 RATE = 1_380.0
 MID = 60_000.0

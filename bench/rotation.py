@@ -27,18 +27,18 @@ from typing import Any
 import hvac
 
 from bench.results import load_average, write_results
-from runtime.book import Books
 from runtime.config import load_config
-from runtime.demo import demo_config
+from runtime.core.logging import configure
+from runtime.core.orders import OrderIntent, OrderResult, OrderStatus
 from runtime.devstack import stack
-from runtime.engine import Engine
-from runtime.execution.live import LiveExecutor, venue_clients
-from runtime.logging import configure
-from runtime.orders import OrderIntent, OrderResult, OrderStatus
-from runtime.portfolio import Portfolio
-from runtime.rotation import KeyManagementApi, Rotation, RotationSettings, StaticEngines
-from runtime.simulator import ExchangeSimulator, SimulatorConfig
-from runtime.vault import ExchangeKeys, Layout, VaultSession, apply_layout
+from runtime.devstack.demo import demo_config
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.engine.engine import Engine
+from runtime.ops.rotation import KeyManagementApi, Rotation, RotationSettings, StaticEngines
+from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
+from runtime.trading.book import Books
+from runtime.trading.execution.live import LiveExecutor, venue_clients
+from runtime.trading.portfolio import Portfolio
 
 ADMIN = secrets.token_urlsafe(16)
 ORDERS_PER_S = 50.0

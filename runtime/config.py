@@ -30,12 +30,12 @@ from typing import Any, Final, Literal, Protocol
 import pydantic
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
 
-from runtime.errors import ConfigError, PluginError
-from runtime.execution.paper import PaperConfig
-from runtime.logging import register_secret
+from runtime.core.errors import ConfigError, PluginError
+from runtime.core.logging import register_secret
+from runtime.engine.plugins import PluginRegistry, config_errors, format_validation_errors
 from runtime.persistence.settings import JournalConfig, PostgresConfig, RedisConfig, ShutdownConfig
-from runtime.plugins import PluginRegistry, config_errors, format_validation_errors
-from runtime.risk import RiskLimits
+from runtime.trading.execution.paper import PaperConfig
+from runtime.trading.risk import RiskLimits
 
 ENV_PREFIX: Final = "ARBFLEET_"
 SECRET_ENV_PREFIX: Final = "ARBFLEET_SECRET_"  # noqa: S105 - a name prefix, not a secret
@@ -81,7 +81,8 @@ class IsolationConfig(_Frozen):
 
 class VaultConfig(_Frozen):
     """Exchange keys from Vault KV v2 (``<kv_mount>/<venue>/<account>``) instead of the
-    environment, swapped without a restart (runtime/vault.py). Off while ``address`` is unset."""
+    environment, swapped without a restart (runtime/platform/vault.py). Off while ``address``
+    is unset."""
 
     address: str | None = None
     token_file: Path | None = None
@@ -91,8 +92,9 @@ class VaultConfig(_Frozen):
     """venue -> exchange account whose keys the engine uses in live mode."""
     poll_interval_s: PositiveFloat = 0.5
     database_mount: str | None = None
-    """Database secrets engine whose dynamic users the writer logs in as (runtime/dbcreds.py);
-    ``postgres.dsn`` then gives host, port and database only. None: the DSN as configured."""
+    """Database secrets engine whose dynamic users the writer logs in as
+    (runtime/platform/dbcreds.py); ``postgres.dsn`` then gives host, port and database only.
+    None: the DSN as configured."""
     database_role: str = "arbfleet-engine"
 
     @pydantic.model_validator(mode="after")
@@ -105,8 +107,9 @@ class VaultConfig(_Frozen):
 
 
 class ConsulConfig(_Frozen):
-    """The "can trade" TTL check, account locks and kill switch in Consul (runtime/consul.py).
-    Off unless ``enabled``: the demo and embedded defaults run without Consul."""
+    """The "can trade" TTL check, account locks and kill switch in Consul
+    (runtime/platform/consul.py). Off unless ``enabled``: the demo and embedded defaults run
+    without Consul."""
 
     enabled: bool = False
     address: str = "http://127.0.0.1:8500"

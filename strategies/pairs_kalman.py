@@ -22,10 +22,10 @@ from typing import Any, Final
 import pydantic
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
-from runtime.events import BookTicker, Side
-from runtime.instruments import VENUES, split_symbol
-from runtime.orders import Fill, OrderIntent
-from runtime.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
+from runtime.core.events import BookTicker, Side
+from runtime.core.instruments import VENUES, split_symbol
+from runtime.core.orders import Fill, OrderIntent
+from runtime.engine.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
 
 _MS: Final = 1_000_000
 

@@ -20,10 +20,10 @@ import msgspec
 import pydantic
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat
 
-from runtime.events import BookTicker, Side
-from runtime.instruments import VENUES, split_symbol
-from runtime.orders import OrderIntent
-from runtime.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
+from runtime.core.events import BookTicker, Side
+from runtime.core.instruments import VENUES, split_symbol
+from runtime.core.orders import OrderIntent
+from runtime.engine.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
 
 BPS: Final = 1e-4
 _MS: Final = 1_000_000

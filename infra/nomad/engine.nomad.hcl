@@ -14,7 +14,7 @@
 #
 # Stores: the engine finds PostgreSQL (the timescaledb job) and Redis (the redis job) in Consul,
 # among the instances tagged with its own Nomad namespace, and writes as a short-lived PostgreSQL
-# user of its own from Vault's database secrets engine (runtime/dbcreds.py). An environment
+# user of its own from Vault's database secrets engine (runtime/platform/dbcreds.py). An environment
 # without one of them leaves its service name empty; a store not (yet) registered is simply not
 # configured, and the task restarts with it once it is (a template change). Instances are taken
 # whatever their check says: a store that is down keeps its address, and the engine buffers and
@@ -105,7 +105,7 @@ variable "venv" {
 variable "source_dir" {
   type        = string
   default     = ""
-  description = "raw_exec only: run the engine from this source tree (<venv>/bin/python -m runtime.cli, PYTHONPATH=source_dir) instead of the venv's installed arbfleet; the cluster tests run a worktree's code this way. Empty: <venv>/bin/arbfleet."
+  description = "raw_exec only: run the engine from this source tree (<venv>/bin/python -m runtime.cli.main, PYTHONPATH=source_dir) instead of the venv's installed arbfleet; the cluster tests run a worktree's code this way. Empty: <venv>/bin/arbfleet."
 }
 
 variable "shutdown_deadline_s" {
@@ -223,7 +223,7 @@ variable "redis_service" {
 variable "consul_address" {
   type        = string
   default     = "http://127.0.0.1:8500"
-  description = "Consul agent the engine registers its \"can trade\" TTL check with (service arbfleet-engine-ttl), takes its account locks from and watches the kill switch in (runtime/consul.py)."
+  description = "Consul agent the engine registers its \"can trade\" TTL check with (service arbfleet-engine-ttl), takes its account locks from and watches the kill switch in (runtime/platform/consul.py)."
 }
 
 variable "consul_acl" {
@@ -244,7 +244,7 @@ locals {
   vault_role = var.vault_role != "" ? var.vault_role : "arbfleet-${local.job_id}"
   uses_vault = length(var.accounts) > 0 || (var.postgres_service != "" && var.database_mount != "")
   arbfleet   = var.driver == "docker" ? "arbfleet" : var.source_dir != "" ? "${var.venv}/bin/python" : "${var.venv}/bin/arbfleet"
-  args       = concat(var.driver == "raw_exec" && var.source_dir != "" ? ["-m", "runtime.cli"] : [], ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"])
+  args       = concat(var.driver == "raw_exec" && var.source_dir != "" ? ["-m", "runtime.cli.main"] : [], ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"])
   # One rendered file per venue and key field: secrets/<venue>/api_key, secrets/<venue>/api_secret.
   key_files = {
     for pair in setproduct(keys(var.accounts), ["api_key", "api_secret"]) :
@@ -318,7 +318,7 @@ job "engine" {
     # The canary starts beside the running engine, which keeps trading; the engine's account
     # lock keeps the canary from trading too, so /health means "alive and serving" and calls a
     # standby engine (waiting for the lock) healthy; "can trade" is the engine's own Consul TTL
-    # check on arbfleet-engine-ttl (runtime/consul.py), which Nomad does not watch. The canary is promoted once its check has passed
+    # check on arbfleet-engine-ttl (runtime/platform/consul.py), which Nomad does not watch. The canary is promoted once its check has passed
     # for min_healthy_time, the old engine stops and releases the lock; a canary that never
     # gets healthy reverts the job to the last stable version.
     update {

@@ -361,7 +361,7 @@ job "timescaledb" {
         for_each = var.driver == "raw_exec" ? [1] : []
         content {
           command = "${var.venv}/bin/python"
-          args    = concat(["-m", "runtime.cli"], local.exporter_args)
+          args    = concat(["-m", "runtime.cli.main"], local.exporter_args)
         }
       }
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from runtime.core.errors import ArbfleetError, DeployError
 from runtime.devstack import stack, toolchain
-from runtime.errors import ArbfleetError, DeployError
 
 
 def add_toolchain(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.core.errors import StackError
 from runtime.devstack import toolchain
-from runtime.errors import StackError
-from runtime.node_keys import KeyFile
+from runtime.ops.node_keys import KeyFile
 
 CLOUD_INIT_MODULE = (
     toolchain.REPO_ROOT / "infra" / "terraform" / "modules" / "cluster" / "modules" / "cloud-init"
@@ -117,7 +117,7 @@ def rebase(content: str, root: Path) -> str:
 
 @dataclass(frozen=True)
 class RootTransport:
-    """``runtime.node_keys.push`` to a node that is a directory here: the files under ``root``
+    """``runtime.ops.node_keys.push`` to a node that is a directory here: the files under ``root``
     (as ``SshTransport`` writes them on a real node), and ``start`` handed to the caller, which
     runs the agents its own way (the local cluster: inside the node's network namespace)."""
 

@@ -4,7 +4,7 @@ Three servers (Consul, OpenBao with raft storage, Nomad) and two clients (Consul
 a network namespace of its own (runtime/devstack/netns.py), with TLS, gossip encryption and ACLs
 on. The agents run from the files the cluster module's cloud-init renders for production (a real
 ``tofu apply``, runtime/devstack/cloudinit.py) and get their private keys and gossip keys after
-boot through ``runtime.node_keys.push``, the production path, with files written into the
+boot through ``runtime.ops.node_keys.push``, the production path, with files written into the
 node's root directory instead of over SSH. What differs from production is in ``overlays`` and
 ``AGENT_START``, each with its reason; docs/cluster.md has the drawing and the figures.
 
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime import node_keys
+from runtime.core.errors import StackError
 from runtime.devstack import cloudinit, netns, pki, stack, toolchain
-from runtime.errors import StackError
+from runtime.ops import node_keys
 
 SUBNET = ipaddress.IPv4Network(os.environ.get("ARBFLEET_CLUSTER_SUBNET", "10.216.16.0/24"))
 CONSUL_DC = "arbcluster"

@@ -12,7 +12,7 @@ the token from OpenBao instead (``secret/<namespace>/<job>/consul``, a Consul to
 same role that provisioning made), with the task's own OpenBao token, whose policy
 ``arbfleet-consul-<job>`` allows that one path.
 
-Engines run under raw_exec from this source tree: ``<venv>/bin/python -m runtime.cli`` with
+Engines run under raw_exec from this source tree: ``<venv>/bin/python -m runtime.cli.main`` with
 ``PYTHONPATH`` set to it (the job's ``source_dir``), so the cluster runs the code under test and
 not whatever the venv's ``arbfleet`` console script was installed from.
 """
@@ -26,10 +26,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runtime import deploy
+from runtime.core.errors import StackError
 from runtime.devstack import cluster
-from runtime.errors import StackError
-from runtime.vault import Layout, deployment_policy
+from runtime.ops import deploy
+from runtime.platform.vault import Layout, deployment_policy
 
 REPO = Path(__file__).resolve().parents[2]
 ACL_FILE = REPO / "infra/terraform/modules/platform/consul/engine-acl.json"
@@ -180,7 +180,7 @@ def provision_consul_token(job: str, role: str, namespace: str = "default") -> s
 def provision_exchange_keys(job: str, accounts: Mapping[str, str]) -> str:
     """The simulator's keys as the deployment's exchange accounts in OpenBao's KV v2
     ``exchanges/`` (the layout of secrets/vault.toml) and the deployment's own policy, rendered
-    by runtime/vault.py as ``arbfleet secrets apply`` does; returns the policy's name."""
+    by runtime/platform/vault.py as ``arbfleet secrets apply`` does; returns the policy's name."""
     layout = Layout(deployments={job: dict(accounts)})
     mount = layout.kv_mount
     if f"{mount}/" not in bao("/v1/sys/mounts")["data"]:

@@ -35,11 +35,11 @@ from typing import Any
 import hvac
 import nomad
 
-from runtime import deploy
+from runtime.core.errors import DeployError
+from runtime.core.logging import register_secret
 from runtime.devstack import stack
-from runtime.errors import DeployError
-from runtime.logging import register_secret
-from runtime.vault import Layout, apply_layout
+from runtime.ops import deploy
+from runtime.platform.vault import Layout, apply_layout
 
 Say = Callable[[str], None]
 POLL_S = 1.0
@@ -197,7 +197,7 @@ def passing_instance(service: str, namespace: str) -> str | None:
 
 def configure_database(vault: hvac.Client, layout: Layout, admin_dsn: str, say: Say) -> None:
     """The database secrets engine on ``admin_dsn``'s server (the engines' PostgreSQL users)."""
-    from runtime.dbcreds import apply_database, bootstrap_roles
+    from runtime.platform.dbcreds import apply_database, bootstrap_roles
 
     password = asyncio.run(bootstrap_roles(admin_dsn))
     apply_database(vault, layout, admin_dsn, password)

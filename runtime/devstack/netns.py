@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from runtime.errors import StackError
+from runtime.core.errors import StackError
 
 NS_PREFIX = "arbfleet-c-"
 LINK_PREFIX = "afc-"  # host ends of the veths and the bridge (link names: 15 characters at most)

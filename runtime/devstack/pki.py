@@ -2,7 +2,7 @@
 
 The same files and SANs the cluster module's README has operators make with ``consul tls``
 (one certificate per role, not per node), in a keys directory laid out as
-``runtime.node_keys`` reads it: ``ca.pem``, ``server.pem``, ``client.pem`` (public) and
+``runtime.ops.node_keys`` reads it: ``ca.pem``, ``server.pem``, ``client.pem`` (public) and
 ``server-key.pem``, ``client-key.pem``, ``consul-gossip.key``, ``nomad-gossip.key`` (mode 0600),
 plus the CA's own key (0600), which never leaves this directory.
 """

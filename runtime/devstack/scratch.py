@@ -23,8 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from runtime.core.errors import StackError
 from runtime.devstack.stack import _pg_bin, _pg_ready, _redis_pong
-from runtime.errors import StackError
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0

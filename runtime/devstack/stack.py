@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.core.errors import PortInUseError, StackError
 from runtime.devstack import toolchain
-from runtime.errors import PortInUseError, StackError
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 90.0

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from runtime.logging import register_secret
+from runtime.core.logging import register_secret
 from runtime.persistence.migrate import MigrationReport, migrate
 from runtime.persistence.schema import MaintenanceReport, maintain
 from runtime.persistence.settings import PostgresConfig

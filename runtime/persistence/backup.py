@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from runtime.errors import PersistenceError
+from runtime.core.errors import PersistenceError
 
 STANZA: Final = "arbfleet"
 REPO_DIR: Final = "pgbackrest"

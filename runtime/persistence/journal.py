@@ -40,7 +40,7 @@ from typing import Final
 
 import msgspec
 
-from runtime.orders import Fill, OrderIntent, OrderResult
+from runtime.core.orders import Fill, OrderIntent, OrderResult
 from runtime.persistence.recordlog import Appender, Damage, frame, scan, sync_directory
 
 _SEGMENT = re.compile(r"^journal-(\d{12})\.log$")

@@ -24,7 +24,7 @@ from typing import Final, Literal
 import asyncpg
 from loguru import logger
 
-from runtime.errors import MigrationError
+from runtime.core.errors import MigrationError
 from runtime.persistence.schema import Connection, Storage, choose_storage
 
 MIGRATIONS: Final = Path(__file__).with_name("migrations")

@@ -29,7 +29,7 @@ from typing import Any, Final, Literal
 import asyncpg
 from loguru import logger
 
-from runtime.errors import MigrationError
+from runtime.core.errors import MigrationError
 
 Storage = Literal["native", "timescaledb"]
 EXTENSION: Final = "timescaledb"

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Final
 import asyncpg
 from loguru import logger
 
-from runtime.errors import ConfigError, PersistenceError
-from runtime.logging import BoundedLog
-from runtime.orders import Fill, Opportunity, OrderIntent, OrderResult, new_session
+from runtime.core.errors import ConfigError, PersistenceError
+from runtime.core.logging import BoundedLog
+from runtime.core.orders import Fill, Opportunity, OrderIntent, OrderResult, new_session
 from runtime.persistence.admin import run_maintenance, run_migrations
 from runtime.persistence.journal import (
     AccountState,
@@ -58,7 +58,7 @@ from runtime.persistence.writer import BatchWriter
 
 if TYPE_CHECKING:
     from runtime.config import EngineConfig
-    from runtime.engine import Engine
+    from runtime.engine.engine import Engine
 
 OPPORTUNITY_LINK_NS: Final = 1_000_000_000
 """An order acts on its strategy's latest opportunity if it was created within this of it."""
@@ -89,7 +89,7 @@ class Persistence:
         self.snapshots = self._build_snapshots(config) if config.redis.enabled else None
         self.active = any(p is not None for p in (self.journal, self.writer, self.snapshots))
         self.session = later_session(new_session(), self.replay.last_session)
-        """This run's session: after every session the journal has seen (see runtime.orders)."""
+        """This run's session: after every session the journal has seen (runtime.core.orders)."""
         self.in_doubt: dict[str, OrderSent] = {}
         self.restored_from = ""
         self.unrestored = ""
@@ -257,9 +257,10 @@ class Persistence:
         await self.writer.start()
 
     async def use_credentials(self, dsn: str) -> None:
-        """The writer's next PostgreSQL user (runtime/dbcreds.py). The migrations on start run
-        with the first; PersistenceError if they fail, so that user is given back and the next
-        one tries again (with backoff) instead of the writer waiting a day for its replacement."""
+        """The writer's next PostgreSQL user (runtime/platform/dbcreds.py). The migrations on
+        start run with the first; PersistenceError if they fail, so that user is given back and
+        the next one tries again (with backoff) instead of the writer waiting a day for its
+        replacement."""
         assert self.writer is not None
         if self.migrations_pending:
             await self._migrate(dsn)

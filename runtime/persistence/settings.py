@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pydantic
 from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt, SecretStr
 
-from runtime.errors import ConfigError
-from runtime.logging import register_secret
+from runtime.core.errors import ConfigError
+from runtime.core.logging import register_secret
 
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 

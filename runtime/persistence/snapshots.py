@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 from loguru import logger
 from redis.exceptions import RedisError
 
-from runtime.logging import register_secret
-from runtime.orders import OrderIntent
+from runtime.core.logging import register_secret
+from runtime.core.orders import OrderIntent
 from runtime.persistence.settings import describe_url
 
 FORMAT_VERSION: Final = 1

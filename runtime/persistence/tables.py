@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from runtime.events import BookTicker
-from runtime.logging import redact
-from runtime.orders import Fill, Opportunity, OrderResult
+from runtime.core.events import BookTicker
+from runtime.core.logging import redact
+from runtime.core.orders import Fill, Opportunity, OrderResult
 
 Row = tuple[Any, ...]
 _MS: Final = 1_000_000

@@ -41,8 +41,8 @@ from typing import Any, Final
 import asyncpg
 from loguru import logger
 
-from runtime.errors import PersistenceError
-from runtime.logging import register_secret
+from runtime.core.errors import PersistenceError
+from runtime.core.logging import register_secret
 from runtime.persistence.recordlog import Appender, Damage
 from runtime.persistence.schema import TimeseriesTable, ensure_partitions, timeseries_tables
 from runtime.persistence.settings import describe_url

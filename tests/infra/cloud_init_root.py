@@ -3,7 +3,7 @@ scratch directory root, the way cloud-init would on a fresh machine.
 
 Rendering and applying are runtime/devstack/cloudinit.py's (the local cluster starts from the
 same files); the private keys and gossip keys are not in the cloud-config and arrive after boot
-through ``runtime.node_keys.push`` (``push_keys``).
+through ``runtime.ops.node_keys.push`` (``push_keys``).
 
 ``EXPECTED_FILES`` (``infra/terraform/modules/cluster/expected_files.json``) is the list of paths,
 owners and modes that the bootstrap must produce and a testinfra suite checks on real nodes:
@@ -19,8 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runtime import node_keys
 from runtime.devstack import cloudinit, toolchain
+from runtime.ops import node_keys
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_MODULE = REPO / "infra" / "terraform" / "modules" / "cluster"
@@ -50,7 +50,7 @@ def expected() -> dict[str, Any]:
     return json.loads(EXPECTED_FILES.read_text())
 
 
-# The key files the nodes get after boot (runtime.node_keys.push), from a keys directory of
+# The key files the nodes get after boot (runtime.ops.node_keys.push), from a keys directory of
 # these fake values.
 KEYS = {
     "server-key.pem": KEY,

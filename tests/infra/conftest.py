@@ -18,7 +18,7 @@ import nomad
 import pytest
 
 from runtime.devstack import fleet, stack
-from runtime.simulator.background import SimulatorThread
+from runtime.devstack.simulator.background import SimulatorThread
 from tests.stack_plugin import Consul, wait_for
 
 ENGINE_DEPLOYMENT = "cross-exchange-paper"

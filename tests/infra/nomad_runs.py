@@ -1,5 +1,5 @@
 """Running the platform jobs of infra/nomad/ on the local stack as the tests do: the pinned CLI
-with the local vars files and what ``runtime.deploy`` fills in, then waiting for Consul's checks.
+with the local vars files and what ``runtime.ops.deploy`` fills in, then waiting for Consul's checks.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import nomad
 
-from runtime import deploy
 from runtime.devstack import stack
+from runtime.ops import deploy
 from tests.stack_plugin import Consul, wait_for
 
 if TYPE_CHECKING:
@@ -27,14 +27,14 @@ def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
         "vault_identity" in deploy.assigned_variables(f) for f in u.var_files
     )
     if u.env == deploy.LOCAL_ENV or not takes_identity:
-        return u  # the local env's generation is filled in by runtime.deploy
+        return u  # the local env's generation is filled in by runtime.ops.deploy
     if stack.vault_identity() == "workload_identity":
         return u
     return deploy.Unit(u.name, u.env, u.spec, (*u.var_files, LEGACY_NOMAD_VARS))
 
 
 def cli_var_files(u: deploy.Unit, tmp_path: Path) -> list[str]:
-    """-var-file flags: the unit's vars files as they are, and what ``runtime.deploy`` fills in."""
+    """-var-file flags: the unit's vars files as they are, and what ``runtime.ops.deploy`` fills in."""
     generated = tmp_path / f"{u.env}-{u.name}.generated.hcl"
     generated.write_text(deploy.generated_variables(u))
     return [f"-var-file={path}" for path in (*u.var_files, generated)]

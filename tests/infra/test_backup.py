@@ -27,7 +27,7 @@ import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime import deploy
+from runtime.ops import deploy
 from runtime.persistence import backup
 from tests.infra.nomad_runs import cli_var_files, for_this_nomad, run_job, service_address
 from tests.stack_plugin import Consul, wait_for
@@ -210,7 +210,7 @@ def archive_everything(fleet: Fleet, db: tuple[str, int]) -> None:
 def arbfleet_db(*args: str, env: dict[str, str] | None = None) -> str:
     """``arbfleet db ARGS`` as an operator runs it (this checkout's code), with ``env`` added."""
     proc = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "db", *args],
+        [sys.executable, "-m", "runtime.cli.main", "db", *args],
         capture_output=True,
         text=True,
         check=False,

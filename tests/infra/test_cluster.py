@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from runtime.core.errors import StackError
 from runtime.devstack import cluster, netns, toolchain
-from runtime.errors import StackError
 
 
 @pytest.fixture(scope="module")

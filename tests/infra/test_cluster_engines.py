@@ -6,7 +6,7 @@ namespaces reach), and a paper engine deployed from infra/nomad/engine.nomad.hcl
 ``consul_acl = true`` on Nomad 1.6.1: its Consul token through the ``legacy_token`` path (a
 template reading it from OpenBao with the task's own token), its Consul policy and role from the
 platform module's ``consul/engine-acl.json`` (runtime/devstack/cluster_engines.py). The engine
-runs the worktree's code (``source_dir``: ``<venv>/bin/python -m runtime.cli``).
+runs the worktree's code (``source_dir``: ``<venv>/bin/python -m runtime.cli.main``).
 
 Then the production path's Consul side (Nomad 1.7+): the same file's JWT auth method and binding
 rule applied to the real Consul, logged in to with JWTs shaped like Nomad's ``consul_default``
@@ -24,11 +24,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from runtime.core.errors import StackError
 from runtime.devstack import cluster, netns
 from runtime.devstack import cluster_engines as ce
-from runtime.errors import StackError
-from runtime.simulator.background import SimulatorThread
-from runtime.simulator.server import SimulatorConfig
+from runtime.devstack.simulator.background import SimulatorThread
+from runtime.devstack.simulator.server import SimulatorConfig
 from tests.nomad_identity import nomad_identity
 
 DEPLOYMENT = "acl"
@@ -80,7 +80,7 @@ def engine_token(engine: Engine) -> str:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"runtime.cli" in cmdline and engine.alloc_id.encode() in b" ".join(cmdline):
+        if b"runtime.cli.main" in cmdline and engine.alloc_id.encode() in b" ".join(cmdline):
             secrets = cluster.node_root(engine.node) / "opt/nomad/data/alloc" / engine.alloc_id
             path = (
                 Path(f"/proc/{pid}/root") / str(secrets).lstrip("/") / "engine/secrets/consul_token"

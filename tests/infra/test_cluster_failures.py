@@ -40,13 +40,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from runtime.config import ConsulConfig
+from runtime.core.errors import StackError
 from runtime.devstack import cluster, netns
 from runtime.devstack import cluster_engines as ce
-from runtime.errors import StackError
+from runtime.devstack.simulator.background import SimulatorThread
+from runtime.devstack.simulator.market import MarketParams
+from runtime.devstack.simulator.server import ExchangeSimulator, SimulatorConfig
 from runtime.persistence.journal import OrderJournal
-from runtime.simulator.background import SimulatorThread
-from runtime.simulator.market import MarketParams
-from runtime.simulator.server import ExchangeSimulator, SimulatorConfig
 
 DEPLOYMENT = "fail"
 JOB = ce.job_id(DEPLOYMENT)
@@ -252,7 +252,7 @@ def test_a_partitioned_engine_stops_within_the_session_ttl_and_the_replacement_w
 def _is_engine(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"runtime.cli" in f.read()
+            return b"runtime.cli.main" in f.read()
     except OSError:
         return False
 

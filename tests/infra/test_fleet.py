@@ -29,11 +29,11 @@ import nomad
 import pytest
 import redis
 
-from runtime import deploy
+from runtime.core.errors import StackError
 from runtime.devstack import fleet, stack
-from runtime.errors import StackError
-from runtime.simulator import ExchangeSimulator
-from runtime.simulator.background import SimulatorThread
+from runtime.devstack.simulator import ExchangeSimulator
+from runtime.devstack.simulator.background import SimulatorThread
+from runtime.ops import deploy
 from tests.infra.conftest import ENGINE_DEPLOYMENT
 from tests.stack_plugin import wait_for
 
@@ -128,9 +128,9 @@ def engine_pid(alloc_id: str) -> int:
             continue
         # The venv's Python runs the console script (.../bin/arbfleet run --config <allocation
         # dir>/engine/local/arbfleet.toml) or, with the job's source_dir (locally: this checkout),
-        # the module (python -m runtime.cli run --config ...).
+        # the module (python -m runtime.cli.main run --config ...).
         script = any(arg.endswith(b"/bin/arbfleet") for arg in cmdline) or (
-            b"runtime.cli" in cmdline and b"-m" in cmdline
+            b"runtime.cli.main" in cmdline and b"-m" in cmdline
         )
         if script and b"run" in cmdline and alloc_id.encode() in b" ".join(cmdline):
             return int(entry.name)

@@ -2,7 +2,7 @@
 local stack, aligned with monitoring/, and the platform jobs really running there.
 
 Checks use the pinned ``nomad`` CLI (what CI in the nomad-pack registry runs); rendering and
-planning go through ``runtime.deploy``, the path ``arbfleet deploy`` takes. The real runs happen in
+planning go through ``runtime.ops.deploy``, the path ``arbfleet deploy`` takes. The real runs happen in
 a namespace of their own, with data under a directory of their own in the host volume, so they
 never touch jobs or data of someone else using the shared stack.
 """
@@ -27,9 +27,9 @@ import pytest
 import redis
 import requests
 
-from runtime import deploy
 from runtime.config import load_config
 from runtime.devstack import stack, toolchain
+from runtime.ops import deploy
 from tests.infra.nomad_runs import (
     LEGACY_NOMAD_VARS,
     cli_var_files,

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from runtime import vault
 from runtime.devstack import cloudinit, toolchain
+from runtime.platform import vault
 from tests.infra import cloud_init_root as cir
 
 TF_ROOT = cir.REPO / "infra" / "terraform"
@@ -326,7 +326,7 @@ def test_user_data_holds_no_private_key_and_no_gossip_key(
     rendered: dict[str, dict[str, Any]], kind: str
 ) -> None:
     """What a cloud's metadata service can hand back is the cloud-config itself: no private
-    key and no gossip key in it; they reach the node after boot (runtime.node_keys)."""
+    key and no gossip key in it; they reach the node after boot (runtime.ops.node_keys)."""
     user_data = rendered[kind]["user_data"]
     assert user_data.startswith("#cloud-config\n")
     assert not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", user_data)

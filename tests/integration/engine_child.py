@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import PositiveFloat, PositiveInt
 
-from runtime.cli import _until_signalled
+from runtime.cli.main import _until_signalled
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.events import Side
-from runtime.logging import configure
-from runtime.orders import OrderIntent
-from runtime.plugins import PluginInfo, Strategy, StrategyConfig, Subscription, discover
+from runtime.core.events import Side
+from runtime.core.logging import configure
+from runtime.core.orders import OrderIntent
+from runtime.engine.engine import Engine
+from runtime.engine.plugins import PluginInfo, Strategy, StrategyConfig, Subscription, discover
 
 
 class BurstConfig(StrategyConfig):

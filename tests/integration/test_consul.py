@@ -22,9 +22,9 @@ import aiohttp
 import pytest
 
 from runtime.config import load_config
-from runtime.demo import demo_config
-from runtime.engine import Engine
-from runtime.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
+from runtime.devstack.demo import demo_config
+from runtime.devstack.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
+from runtime.engine.engine import Engine
 from tests.integration.polling import until
 from tests.stack_plugin import Consul
 
@@ -220,7 +220,7 @@ async def test_a_lost_lock_stops_trading_and_is_acquired_again(
 
 async def arbfleet(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runtime.cli", *args,
+        sys.executable, "-m", "runtime.cli.main", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()

@@ -14,15 +14,15 @@ import hvac
 import pytest
 
 from runtime.config import load_config
-from runtime.dbcreds import DatabaseCredentials, apply_database, bootstrap_roles
-from runtime.demo import demo_config
-from runtime.engine import Engine
-from runtime.logging import configure
+from runtime.core.logging import configure
+from runtime.devstack.demo import demo_config
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.engine.engine import Engine
 from runtime.persistence.migrate import migrate
 from runtime.persistence.tables import event_row
 from runtime.persistence.writer import BatchWriter
-from runtime.simulator import ExchangeSimulator, SimulatorConfig
-from runtime.vault import Layout, VaultSession, apply_layout
+from runtime.platform.dbcreds import DatabaseCredentials, apply_database, bootstrap_roles
+from runtime.platform.vault import Layout, VaultSession, apply_layout
 from tests.integration.test_simulator_roundtrip import wait_for
 from tests.integration.vault_kit import (
     deployment,

@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from runtime.cli import main
-from runtime.errors import MigrationError
-from runtime.orders import Fill, OrderIntent, OrderResult, OrderStatus
+from runtime.cli.main import main
+from runtime.core.errors import MigrationError
+from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
 from runtime.persistence.admin import run_maintenance, run_migrations, session
 from runtime.persistence.migrate import MIGRATIONS, migrate
 from runtime.persistence.schema import partition_name, partitions

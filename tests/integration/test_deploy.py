@@ -1,4 +1,4 @@
-"""``runtime.deploy`` against the real local stack: render through Nomad's parse API, submit, watch
+"""``runtime.ops.deploy`` against the real local stack: render through Nomad's parse API, submit, watch
 the deployment, report status; with the redis job in a namespace and data directory of its own."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import nomad
 import pytest
 
-from runtime import deploy
 from runtime.devstack import stack, toolchain
+from runtime.ops import deploy
 
 pytestmark = pytest.mark.stack
 # nomad_cli, namespace, data_dir, job_secrets
@@ -68,7 +68,7 @@ def test_deploy_redis_until_healthy_then_status(
     u = redis_unit(tmp_path, data_dir)
     messages: list[str] = []
     outcome = deploy.deploy(api, u, timeout_s=180, say=messages.append)
-    print(f"redis via runtime.deploy: {outcome.status} in {outcome.elapsed_s:.1f} s")
+    print(f"redis via runtime.ops.deploy: {outcome.status} in {outcome.elapsed_s:.1f} s")
     assert (outcome.job_id, outcome.version, outcome.status) == ("redis", 0, "successful")
     assert outcome.ok
     assert any("1/1 healthy" in m for m in messages), messages

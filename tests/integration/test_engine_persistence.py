@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from runtime.config import load_config
-from runtime.engine import Engine
+from runtime.engine.engine import Engine
 from tests.integration.databases import create_database, drop_database
 from tests.integration.polling import until
 from tests.integration.test_writer import unreachable

@@ -26,10 +26,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from runtime.devstack.scratch import free_port
-from runtime.execution.paper import PaperConfig
+from runtime.devstack.simulator import ExchangeSimulator, FaultParams, SimulatorConfig
 from runtime.persistence.journal import OrderJournal
 from runtime.persistence.snapshots import SnapshotStore
-from runtime.simulator import ExchangeSimulator, FaultParams, SimulatorConfig
+from runtime.trading.execution.paper import PaperConfig
 from tests.integration.polling import until
 
 pytest_plugins = ["tests.integration.persistence_fixtures"]

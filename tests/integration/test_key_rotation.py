@@ -23,14 +23,11 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime.book import Books
-from runtime.errors import RotationError
-from runtime.execution.live import Credentials, LiveExecutor, venue_clients
-from runtime.logging import configure
-from runtime.orders import OrderStatus
-from runtime.persistence.migrate import migrate
-from runtime.portfolio import Portfolio
-from runtime.rotation import (
+from runtime.core.errors import RotationError
+from runtime.core.logging import configure
+from runtime.core.orders import OrderStatus
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.ops.rotation import (
     ConsulEngines,
     KeyManagementApi,
     OperatorKeys,
@@ -40,8 +37,11 @@ from runtime.rotation import (
     VenueKeyManager,
     venue_label,
 )
-from runtime.simulator import ExchangeSimulator, SimulatorConfig
-from runtime.vault import ExchangeKeys, Layout, VaultSession, apply_layout
+from runtime.persistence.migrate import migrate
+from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
+from runtime.trading.book import Books
+from runtime.trading.execution.live import Credentials, LiveExecutor, venue_clients
+from runtime.trading.portfolio import Portfolio
 from tests.integration.test_simulator_roundtrip import Recorder, intent, wait_for
 from tests.integration.vault_kit import (
     ADMIN_TOKEN,
@@ -163,7 +163,7 @@ async def rotate_with_the_command(
     token = token_file(vault, [layout.rotation_policy_name], tmp_path, "job").read_text()
     env = {**os.environ, "VAULT_ADDR": vault.url, "VAULT_TOKEN": token}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runtime.cli", "secrets", "rotate", "binance", "main",
+        sys.executable, "-m", "runtime.cli.main", "secrets", "rotate", "binance", "main",
         "--mount", layout.kv_mount, "--engine", health_url, "--confirm-timeout", "30",
         cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -422,7 +422,7 @@ async def test_sighup_makes_a_running_engine_use_a_new_version_at_once(
         "ARBFLEET_VAULT__POLL_INTERVAL_S": "3600",  # only SIGHUP can make it look again
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runtime.cli", "run", "--log-level", "WARNING",
+        sys.executable, "-m", "runtime.cli.main", "run", "--log-level", "WARNING",
         cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/health"

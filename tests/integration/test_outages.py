@@ -16,14 +16,14 @@ import asyncpg
 import pytest
 
 from runtime.config import load_config
-from runtime.demo import demo_config
+from runtime.devstack.demo import demo_config
 from runtime.devstack.scratch import ScratchPostgres, ScratchRedis
-from runtime.engine import Engine
+from runtime.devstack.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
+from runtime.engine.engine import Engine
 from runtime.persistence.admin import run_migrations
 from runtime.persistence.settings import PostgresConfig
 from runtime.persistence.snapshots import SnapshotStore
 from runtime.persistence.writer import BatchWriter
-from runtime.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
 from tests.integration.polling import until
 from tests.integration.test_writer import tick
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import load_config
+from runtime.core.orders import OrderIntent
 from runtime.devstack.scratch import free_port
-from runtime.engine import Engine
-from runtime.orders import OrderIntent
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.engine.engine import Engine
 from runtime.persistence.journal import OrderJournal
-from runtime.simulator import ExchangeSimulator, SimulatorConfig
 from tests.integration.polling import until
 
 

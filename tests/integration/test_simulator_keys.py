@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from runtime.book import Books
-from runtime.errors import ExchangeError
-from runtime.execution.live import Credentials, LiveExecutor, venue_clients
-from runtime.orders import OrderStatus
-from runtime.portfolio import Portfolio
-from runtime.rotation import KeyManagementApi
-from runtime.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.core.errors import ExchangeError
+from runtime.core.orders import OrderStatus
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.ops.rotation import KeyManagementApi
+from runtime.trading.book import Books
+from runtime.trading.execution.live import Credentials, LiveExecutor, venue_clients
+from runtime.trading.portfolio import Portfolio
 from tests.integration.test_simulator_roundtrip import Recorder, intent, settle
 
 ADMIN = "sim-admin-token-5d1e"

@@ -11,15 +11,15 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime.book import Books
 from runtime.config import load_config
-from runtime.demo import demo_config
-from runtime.engine import Engine
-from runtime.execution.live import Credentials, LiveExecutor, venue_clients
-from runtime.logging import configure, register_secret
-from runtime.orders import Fill, OrderIntent, OrderResult, OrderStatus
-from runtime.portfolio import Portfolio
-from runtime.simulator import ExchangeSimulator, FaultParams, MarketParams, SimulatorConfig
+from runtime.core.logging import configure, register_secret
+from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
+from runtime.devstack.demo import demo_config
+from runtime.devstack.simulator import ExchangeSimulator, FaultParams, MarketParams, SimulatorConfig
+from runtime.engine.engine import Engine
+from runtime.trading.book import Books
+from runtime.trading.execution.live import Credentials, LiveExecutor, venue_clients
+from runtime.trading.portfolio import Portfolio
 
 LIVELY = MarketParams(dislocations_per_s=5.0)
 CANARY = "sim-canary-secret-41b7"
@@ -318,7 +318,7 @@ async def test_live_mode_engine_trades_through_signed_orders_and_hides_its_keys(
 async def test_the_demo_takes_opportunities_and_prints_a_final_summary() -> None:
     import io
 
-    from runtime.demo import run_demo
+    from runtime.devstack.demo import run_demo
 
     out = io.StringIO()
     config = SimulatorConfig(tick_interval_ms=10, market=MarketParams(dislocations_per_s=20.0))
@@ -335,7 +335,7 @@ def test_the_demo_command_exits_zero() -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "demo", "--duration", "1.5"],
+        [sys.executable, "-m", "runtime.cli.main", "demo", "--duration", "1.5"],
         capture_output=True,
         text=True,
         timeout=60,

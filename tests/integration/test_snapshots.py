@@ -9,10 +9,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.orders import OrderIntent
-from runtime.persistence.snapshots import SnapshotStore, StrategySnapshot
-from runtime.plugins import (
+from runtime.core.orders import OrderIntent
+from runtime.engine.engine import Engine
+from runtime.engine.plugins import (
     PluginInfo,
     Strategy,
     StrategyConfig,
@@ -20,6 +19,7 @@ from runtime.plugins import (
     Subscription,
     discover,
 )
+from runtime.persistence.snapshots import SnapshotStore, StrategySnapshot
 from tests.unit.test_engine import feed_dislocation
 
 pytest_plugins = ["tests.integration.persistence_fixtures"]

@@ -15,11 +15,10 @@ import nomad
 import pytest
 import requests
 
-from runtime.cli import main
-from runtime.dbcreds import with_user
-from runtime.errors import VaultUnavailableError
-from runtime.execution.live import Credentials
-from runtime.vault import (
+from runtime.cli.main import main
+from runtime.core.errors import VaultUnavailableError
+from runtime.platform.dbcreds import with_user
+from runtime.platform.vault import (
     SECRETS_DIR,
     ExchangeKeys,
     Layout,
@@ -27,6 +26,7 @@ from runtime.vault import (
     apply_layout,
     deployment_policy,
 )
+from runtime.trading.execution.live import Credentials
 from tests.integration.vault_kit import deployment, remove_layout, token_file, unique_layout
 from tests.stack_plugin import vault_stanza, wait_for
 

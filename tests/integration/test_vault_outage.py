@@ -22,9 +22,9 @@ import hvac
 import pytest
 
 from runtime.devstack import toolchain
-from runtime.rotation import KeyManagementApi, Rotation, StaticEngines
-from runtime.simulator import ExchangeSimulator, SimulatorConfig
-from runtime.vault import ExchangeKeys, VaultSession, apply_layout
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.ops.rotation import KeyManagementApi, Rotation, StaticEngines
+from runtime.platform.vault import ExchangeKeys, VaultSession, apply_layout
 from tests.integration.test_simulator_roundtrip import wait_for
 from tests.integration.vault_kit import (
     ADMIN_TOKEN,

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from runtime.core.errors import PersistenceError
 from runtime.devstack.scratch import free_port
-from runtime.errors import PersistenceError
 from runtime.persistence.admin import run_maintenance
 from runtime.persistence.schema import TimeseriesTable, ensure_partitions
 from runtime.persistence.settings import PostgresConfig

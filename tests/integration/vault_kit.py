@@ -14,10 +14,10 @@ import hvac
 import hvac.exceptions
 
 from runtime.config import load_config
-from runtime.demo import demo_config
-from runtime.engine import Engine
-from runtime.simulator import ExchangeSimulator
-from runtime.vault import Layout
+from runtime.devstack.demo import demo_config
+from runtime.devstack.simulator import ExchangeSimulator
+from runtime.engine.engine import Engine
+from runtime.platform.vault import Layout
 
 ADMIN_TOKEN = "sim-admin-canary-7c2f90"
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 
-from runtime.book import Books
-from runtime.events import BookTicker
-from runtime.orders import Opportunity
-from runtime.plugins import Strategy, StrategyContext, build_strategy, discover
-from runtime.portfolio import Portfolio
+from runtime.core.events import BookTicker
+from runtime.core.orders import Opportunity
+from runtime.engine.plugins import Strategy, StrategyContext, build_strategy, discover
+from runtime.trading.book import Books
+from runtime.trading.portfolio import Portfolio
 
 _REGISTRY = discover()
 

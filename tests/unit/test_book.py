@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.book import Books, OrderBook, Outcome
-from runtime.events import BookTicker, DepthUpdate, Level
-from runtime.feeds.base import DropCounter, DropReason
+from runtime.core.events import BookTicker, DepthUpdate, Level
+from runtime.core.frames import DropCounter, DropReason
+from runtime.trading.book import Books, OrderBook, Outcome
 
 
 def diff(

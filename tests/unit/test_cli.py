@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import build_parser, main
+from runtime.cli.main import build_parser, main
 
 
 def test_every_subcommand_is_registered() -> None:
@@ -80,7 +80,7 @@ def test_demo_refuses_a_non_positive_duration(capsys: pytest.CaptureFixture[str]
 def test_run_replays_a_recorded_session_and_prints_what_happened(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from runtime.feeds.replay import FrameRecorder
+    from runtime.venues.replay import FrameRecorder
     from tests.unit.market_kit import binance_ticker, upbit_book
 
     path = tmp_path / "session.jsonl.gz"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from runtime.config import DirectorySecrets, EnvironmentSecrets, load_config
-from runtime.errors import ConfigError
-from runtime.logging import configure, logger
+from runtime.core.errors import ConfigError
+from runtime.core.logging import configure, logger
 
 CANARY = "canary-secret-6f1d2c9e"
 

@@ -8,11 +8,11 @@ import collections
 import pytest
 from aiohttp import web
 
-from runtime.cli import build_parser
+from runtime.cli.main import build_parser
 from runtime.config import load_config
-from runtime.consul import describe_kill_switch
-from runtime.engine import Engine
-from runtime.errors import ConfigError
+from runtime.core.errors import ConfigError
+from runtime.engine.engine import Engine
+from runtime.platform.consul import describe_kill_switch
 from tests.integration.polling import until
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.errors import ConfigError
-from runtime.events import DepthUpdate
+from runtime.core.errors import ConfigError
+from runtime.core.events import DepthUpdate
 from tests.unit.market_kit import Rig, top
 
 CONFIG = """

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.core.errors import PortInUseError, StackError
 from runtime.devstack import stack, toolchain
-from runtime.errors import PortInUseError, StackError
 
 UPSTREAM = """module github.com/hashicorp/nomad
 

@@ -10,11 +10,11 @@ import msgspec
 import pytest
 
 from runtime.config import EngineConfig, load_config
-from runtime.engine import Engine
-from runtime.errors import ConfigError
-from runtime.events import BookTicker
-from runtime.orders import OrderIntent
-from runtime.plugins import (
+from runtime.core.errors import ConfigError
+from runtime.core.events import BookTicker
+from runtime.core.orders import OrderIntent
+from runtime.engine.engine import Engine
+from runtime.engine.plugins import (
     PluginInfo,
     PluginRegistry,
     Strategy,

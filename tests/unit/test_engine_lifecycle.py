@@ -15,12 +15,12 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.feeds.base import WebsocketFeed
-from runtime.health import HealthServer
-from runtime.logging import logger
-from runtime.metrics import engine_registry
-from runtime.retry import Backoff
+from runtime.core.logging import logger
+from runtime.core.retry import Backoff
+from runtime.engine.engine import Engine
+from runtime.observability.health import HealthServer
+from runtime.observability.metrics import engine_registry
+from runtime.venues.base import WebsocketFeed
 from tests.integration.polling import until
 
 NO_LATENCY = {"latency_ms": 0.0, "latency_jitter_ms": 0.0}

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from runtime.feeds import base
-from runtime.feeds.binance import DepthSnapshots
-from runtime.retry import Backoff
+from runtime.venues import base
+from runtime.core.retry import Backoff
+from runtime.venues.binance.feed import DepthSnapshots
 
 
 def test_backoff_ceilings_double_up_to_the_cap_and_delays_stay_under_them() -> None:

@@ -32,11 +32,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.events import DepthUpdate
-from runtime.feeds.base import DropCounter, DropReason
-from runtime.feeds.venues import build_parser
-from runtime.plugins import discover
+from runtime.core.events import DepthUpdate
+from runtime.core.frames import DropCounter, DropReason
+from runtime.engine.engine import Engine
+from runtime.engine.plugins import discover
+from runtime.venues.registry import build_parser
 from tests.unit.market_kit import binance_ticker as binance_ticker_frame
 from tests.unit.market_kit import upbit_book
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.orders import Fill, OrderIntent, OrderResult, OrderStatus
+from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
 from runtime.persistence.journal import (
     AccountState,
     Checkpoint,

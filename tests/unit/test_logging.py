@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from runtime.logging import BoundedLog, configure, logger, redact, register_secret
+from runtime.core.logging import BoundedLog, configure, logger, redact, register_secret
 
 
 def capture() -> io.StringIO:

@@ -11,10 +11,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.feeds.base import WebsocketFeed
-from runtime.feeds.replay import ReplayFeed
-from runtime.metrics import engine_registry
+from runtime.engine.engine import Engine
+from runtime.observability.metrics import engine_registry
+from runtime.venues.base import WebsocketFeed
+from runtime.venues.replay import ReplayFeed
 from tests.unit.market_kit import binance_ticker, upbit_book
 
 CONTRACT = Path(__file__).parents[2] / "monitoring" / "metrics.md"

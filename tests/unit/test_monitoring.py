@@ -270,7 +270,7 @@ def test_contract_names_follow_prometheus_conventions() -> None:
         assert not re.search(r"_(seconds|bytes)_", name.removesuffix("_total")), name
         if "seconds" in name or "bytes" in name:
             assert re.search(r"_(seconds|bytes)(_total)?$", name), name
-    # What the issue asks the engine to report, under the names runtime/metrics.py uses.
+    # What the issue asks the engine to report, under the names runtime/observability/metrics.py uses.
     assert set(metrics) >= {
         "arbfleet_feed_frames_total",
         "arbfleet_feed_dropped_total",
@@ -411,7 +411,7 @@ def test_the_kill_switch_alert_is_one_per_cluster_and_never_pages() -> None:
 
 def test_can_trade_alerts_select_the_can_trade_check_by_deployment() -> None:
     check = SETTINGS["selectors"]["can_trade"]
-    assert check == 'check="can-trade"'  # runtime/consul.py CHECK_NAME
+    assert check == 'check="can-trade"'  # runtime/platform/consul.py CHECK_NAME
     for name in ("ArbfleetEngineCannotTrade", "ArbfleetEngineDegraded"):
         (rule,) = [r for r in RULES if r["alert"] == name]
         assert check in rule["expr"] and "by (deployment, strategy, mode)" in rule["expr"]

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from runtime.errors import ConfigError
-from runtime.orders import Fill, OrderIntent
+from runtime.core.errors import ConfigError
+from runtime.core.orders import Fill, OrderIntent
 from strategies.pairs_kalman import KalmanHedge
 from tests.unit.market_kit import Rig, top
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from runtime.book import Books
-from runtime.events import BookTicker, DepthUpdate
-from runtime.execution.paper import PaperConfig, PaperExecutor
-from runtime.orders import Fill, OrderIntent, OrderResult, OrderStatus
-from runtime.portfolio import MidPrices, Portfolio
+from runtime.core.events import BookTicker, DepthUpdate
+from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
+from runtime.trading.book import Books
+from runtime.trading.execution.paper import PaperConfig, PaperExecutor
+from runtime.trading.portfolio import MidPrices, Portfolio
 
 BALANCES = {"binance": {"USDT": 100_000.0, "BTC": 1.0}}
 

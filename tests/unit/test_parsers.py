@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.errors import FeedError
-from runtime.events import BookTicker, DepthUpdate, Trade
-from runtime.feeds.base import DropReason
-from runtime.feeds.binance import BinanceParser, parse_depth_snapshot, stream_names
-from runtime.feeds.upbit import UpbitParser, subscription_message
+from runtime.core.errors import FeedError
+from runtime.core.events import BookTicker, DepthUpdate, Trade
+from runtime.core.frames import DropReason
+from runtime.venues.binance.feed import BinanceParser, parse_depth_snapshot, stream_names
+from runtime.venues.upbit.feed import UpbitParser, subscription_message
 from tests.fixtures import ws_message
 
 BINANCE_SYMBOLS = {"BNBUSDT": "BNB/USDT", "BNBBTC": "BNB/BTC"}

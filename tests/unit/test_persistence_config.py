@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.errors import ConfigError
-from runtime.logging import redact
+from runtime.core.errors import ConfigError
+from runtime.core.logging import redact
+from runtime.engine.engine import Engine
 from runtime.persistence.settings import describe_url
 
 CANARY = "pg-canary-Zq81x"

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from runtime.book import Books
-from runtime.errors import PluginError
-from runtime.plugins import (
+from runtime.core.errors import PluginError
+from runtime.engine.plugins import (
     PluginInfo,
     SafeStrategy,
     Strategy,
@@ -19,7 +18,8 @@ from runtime.plugins import (
     build_strategy,
     check_strategy_class,
 )
-from runtime.portfolio import Portfolio
+from runtime.trading.book import Books
+from runtime.trading.portfolio import Portfolio
 
 
 class CounterConfig(StrategyConfig):

@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from pydantic import ConfigDict
 
-from runtime.book import Books
-from runtime.errors import ConfigError, PluginError
-from runtime.events import BookTicker
-from runtime.orders import OrderIntent
-from runtime.plugins import (
+from runtime.core.errors import ConfigError, PluginError
+from runtime.core.events import BookTicker
+from runtime.core.orders import OrderIntent
+from runtime.engine.plugins import (
     ENTRY_POINT_GROUP,
     HookTracker,
     PluginInfo,
@@ -28,12 +27,13 @@ from runtime.plugins import (
     config_errors,
     discover,
 )
+from runtime.trading.book import Books
 
 TOP = BookTicker("binance", "BTC/USDT", 100.0, 1.0, 101.0, 1.0, 1, 0, 0)
 
 PLUGIN_MODULE = """
 from typing import Any
-from runtime.plugins import Strategy, StrategyConfig, Subscription
+from runtime.engine.plugins import Strategy, StrategyConfig, Subscription
 
 class EchoConfig(StrategyConfig):
     symbol: str = "BTC/USDT"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.feeds.replay import FrameRecorder, ReplayFeed
+from runtime.venues.replay import FrameRecorder, ReplayFeed
 from tests.fixtures import ws_message
 
 FRAMES = [

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import load_config
-from runtime.engine import Engine
-from runtime.orders import OrderStatus
+from runtime.core.orders import OrderStatus
+from runtime.engine.engine import Engine
 from runtime.persistence.journal import OrderJournal
 from tests.unit.test_engine import feed_dislocation
 

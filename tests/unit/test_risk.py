@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.book import Books
-from runtime.events import BookTicker
-from runtime.orders import Fill, OrderIntent
-from runtime.portfolio import MidPrices, Portfolio
-from runtime.risk import KillSwitch, RiskGuard, RiskLimits
+from runtime.core.events import BookTicker
+from runtime.core.orders import Fill, OrderIntent
+from runtime.trading.book import Books
+from runtime.trading.portfolio import MidPrices, Portfolio
+from runtime.trading.risk import KillSwitch, RiskGuard, RiskLimits
 
 
 class Clock:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from runtime.execution.signing import (
+from runtime.venues.signing import (
     binance_signature,
     binance_signed_query,
     upbit_query_hash,

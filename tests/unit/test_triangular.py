@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.errors import ConfigError
+from runtime.core.errors import ConfigError
 from strategies.triangular import Leg, find_cycles
 from tests.unit.market_kit import Rig, top
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from runtime.dbcreds import with_user
-from runtime.errors import CasConflictError, VaultUnavailableError
-from runtime.retry import Backoff
-from runtime.vault import (
+from runtime.core.errors import CasConflictError, VaultUnavailableError
+from runtime.core.retry import Backoff
+from runtime.platform.dbcreds import with_user
+from runtime.platform.vault import (
     ExchangeKeys,
     KeyProvider,
     Layout,
@@ -100,7 +100,7 @@ def test_a_lost_check_and_set_is_a_conflict_not_an_outage(canned: Canned) -> Non
     canned.status = 400
     canned.body = {"errors": ["check-and-set parameter did not match the current version"]}
     keys = ExchangeKeys(VaultSession(canned.url, token="t"), "exchanges")
-    from runtime.execution.live import Credentials
+    from runtime.trading.execution.live import Credentials
 
     with pytest.raises(CasConflictError, match="cas 4"):
         keys.write("binance", "main", Credentials("k", "s"), cas=4)

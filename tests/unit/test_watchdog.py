@@ -7,10 +7,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from runtime.book import Books
-from runtime.events import BookTicker
-from runtime.orders import OrderIntent
-from runtime.plugins import (
+from runtime.core.events import BookTicker
+from runtime.core.orders import OrderIntent
+from runtime.engine.plugins import (
     HookTracker,
     SafeStrategy,
     Strategy,
@@ -19,8 +18,9 @@ from runtime.plugins import (
     Subscription,
     deliver_book,
 )
-from runtime.portfolio import Portfolio
-from runtime.watchdog import LoopWatchdog
+from runtime.engine.watchdog import LoopWatchdog
+from runtime.trading.book import Books
+from runtime.trading.portfolio import Portfolio
 from tests.integration.polling import until
 
 TOP = BookTicker("binance", "BTC/USDT", 1.0, 1.0, 2.0, 1.0, 1, 0, 0)

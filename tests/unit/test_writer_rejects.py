@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from runtime.logging import logger
+from runtime.core.logging import logger
 from runtime.persistence.spill import Batch
 from runtime.persistence.tables import event_row
 from runtime.persistence.writer import BatchWriter

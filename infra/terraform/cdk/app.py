@@ -227,7 +227,8 @@ PINS = {
     "vault": {"source": "hashicorp/vault", "version": "5.0.0"},
     "consul": {"source": "hashicorp/consul", "version": "2.21.0"},
     "nomad": {"source": "hashicorp/nomad", "version": "2.5.2"},
-    # Built into Terraform and OpenTofu: encode_tfvars for the values runtime/deploy.py generates.
+    # Built into Terraform and OpenTofu: encode_tfvars for the values runtime/ops/deploy.py
+    # generates.
     "terraform": {"source": "terraform.io/builtin/terraform"},
 }
 TLS_TYPE = "object({ca_pem = string, server_cert_pem = string, client_cert_pem = string})"
@@ -258,7 +259,7 @@ def platform_jobs(env: str, deployments: list[Deployment]) -> dict[str, dict[str
 
 
 def generated_vars(**machine: str) -> str:
-    """What runtime/deploy.py fills in: repository files (+ this machine's paths, locally)."""
+    """What runtime/ops/deploy.py fills in: repository files (+ this machine's paths, locally)."""
 
     def file(path: str) -> str:
         return f'file("${{local.repo}}/monitoring/{path}")'

@@ -20,7 +20,7 @@ locals {
   }
   all_jobs = merge(local.platform_jobs, local.engine_jobs)
 
-  # What runtime/deploy.py fills in for the local environment: repository files and this
+  # What runtime/ops/deploy.py fills in for the local environment: repository files and this
   # machine's paths (each job takes only the ones it declares).
   generated_vars = provider::terraform::encode_tfvars({
     host_volume_path            = "${var.stack_dir}/volumes"

@@ -3,7 +3,7 @@ terraform {
   required_version = ">= 1.10"
 
   required_providers {
-    # Built into Terraform and OpenTofu: encode_tfvars for the values runtime/deploy.py
+    # Built into Terraform and OpenTofu: encode_tfvars for the values runtime/ops/deploy.py
     # generates.
     terraform = {
       source = "terraform.io/builtin/terraform"

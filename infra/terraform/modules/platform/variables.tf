@@ -112,7 +112,7 @@ variable "jobs" {
 }
 
 variable "generated_vars" {
-  description = "tfvars-syntax content with values runtime/deploy.py fills in (file contents, local paths): passed to each job only for variables it declares and its vars files leave unset."
+  description = "tfvars-syntax content with values runtime/ops/deploy.py fills in (file contents, local paths): passed to each job only for variables it declares and its vars files leave unset."
   type        = string
   default     = ""
 }

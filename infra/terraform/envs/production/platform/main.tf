@@ -19,7 +19,7 @@ locals {
     }
   }
 
-  # What runtime/deploy.py fills in outside the local environment: repository files only.
+  # What runtime/ops/deploy.py fills in outside the local environment: repository files only.
   generated_vars = provider::terraform::encode_tfvars({
     prometheus_config           = file("${local.repo}/monitoring/prometheus/prometheus.yml")
     prometheus_rules            = { for f in fileset("${local.repo}/monitoring/prometheus/rules", "*.yml") : f => file("${local.repo}/monitoring/prometheus/rules/${f}") }

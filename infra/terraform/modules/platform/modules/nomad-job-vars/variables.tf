@@ -10,7 +10,7 @@ variable "var_files" {
 }
 
 variable "generated_vars" {
-  description = "tfvars-syntax content with values runtime/deploy.py would fill in (file contents, local paths); only variables the job declares and its vars files leave unset are taken."
+  description = "tfvars-syntax content with values runtime/ops/deploy.py would fill in (file contents, local paths); only variables the job declares and its vars files leave unset are taken."
   type        = string
   default     = ""
 }

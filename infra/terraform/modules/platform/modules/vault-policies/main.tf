@@ -1,5 +1,5 @@
 # Provider-free, so tests prove offline that Terraform renders secrets/policies/*.tmpl exactly
-# as `arbfleet secrets apply` (runtime/vault.py, string.Template) does.
+# as `arbfleet secrets apply` (runtime/platform/vault.py, string.Template) does.
 locals {
   deployment_policies = {
     for job, d in var.deployments : "arbfleet-deployment-${job}" => join("", concat(

@@ -1,0 +1,135 @@
+"""``arbfleet demo``: the simulator and the engine with the three shipped strategies, in paper mode.
+
+Everything runs in this process on loopback with embedded defaults: no PostgreSQL, Redis, Consul
+or Vault. The summary is redrawn every second and printed once more at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from runtime.config import EngineConfig, load_config
+from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.engine.engine import Engine, Summary
+from runtime.venues.replay import FrameRecorder
+
+DEMO_TICK_MS = 10.0
+
+
+def demo_config(simulator: ExchangeSimulator, health_port: int = 0) -> EngineConfig:
+    """Embedded defaults with the venues pointed at the simulator."""
+    overrides: dict[str, Any] = {
+        "venues": {
+            "binance": {"ws_url": simulator.binance_ws_url, "rest_url": simulator.http_url},
+            "upbit": {"ws_url": simulator.upbit_ws_url, "rest_url": simulator.upbit_rest_url},
+        },
+        "health": {"port": health_port},
+    }
+    # env={}: the demo shows the defaults, whatever ARBFLEET_* the shell happens to export.
+    return load_config(env={}, overrides=overrides)
+
+
+async def run_demo(
+    duration_s: float | None,
+    out: TextIO = sys.stdout,
+    refresh_s: float = 1.0,
+    simulator_config: SimulatorConfig | None = None,
+    record: Path | None = None,
+) -> Summary:
+    """Run until ``duration_s`` passes or Ctrl-C; return the final summary."""
+    simulator = ExchangeSimulator(
+        simulator_config or SimulatorConfig(tick_interval_ms=DEMO_TICK_MS)
+    )
+    await simulator.start()
+    engine = Engine(demo_config(simulator))
+    if record is not None:
+        engine.recorder = FrameRecorder(record)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    runner = asyncio.create_task(engine.run(stop))
+    try:
+        await _report_until(stop, engine, simulator, out, duration_s, refresh_s)
+    finally:
+        stop.set()
+        await runner
+        await simulator.stop()
+        if engine.recorder is not None:
+            engine.recorder.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+    summary = engine.summary()
+    print("\nfinal summary\n" + render(summary, engine), file=out, flush=True)
+    return summary
+
+
+async def _report_until(
+    stop: asyncio.Event,
+    engine: Engine,
+    simulator: ExchangeSimulator,
+    out: TextIO,
+    duration_s: float | None,
+    refresh_s: float,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration_s if duration_s is not None else None
+    await engine.ready.wait()
+    print(
+        f"arbfleet demo: paper trading against the exchange simulator at {simulator.http_url}\n"
+        f"health {engine.health_url}/health, metrics {engine.health_url}/metrics; Ctrl-C stops",
+        file=out,
+        flush=True,
+    )
+    while not stop.is_set():
+        timeout = (
+            refresh_s if deadline is None else max(0.0, min(refresh_s, deadline - loop.time()))
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout)
+        if deadline is not None and loop.time() >= deadline:
+            return
+        if not stop.is_set():
+            print(render(engine.summary(), engine), file=out, flush=True)
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+,.2f}"
+
+
+def _micros(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} µs"
+
+
+def render(summary: Summary, engine: Engine) -> str:
+    """The summary as a small table."""
+    dropped = sum(sum(reasons.values()) for reasons in summary.dropped.values())
+    lines = [
+        f"{summary.elapsed_s:6.1f} s  msgs {summary.frames:,} ({summary.frames_per_s:,.0f}/s)  "
+        f"p50 {_micros(summary.p50_us)}  p99 {_micros(summary.p99_us)}  dropped {dropped}  "
+        f"gaps {summary.gaps}  loop stalls {summary.loop_stalls}",
+        f"  {'strategy':<15}{'opps':>6}{'orders':>8}{'fills':>7}{'blocked':>9}{'rejected':>10}"
+        f"{'pnl USDT':>12}  state",
+    ]
+    if summary.replay_lines:
+        counts = ", ".join(f"{outcome} {n:,}" for outcome, n in summary.replay_lines.items())
+        lines.append(f"  replay lines: {counts}; frames used {summary.frames_used:,}")
+    for row in summary.strategies:
+        lines.append(
+            f"  {row.name:<15}{row.opportunities:>6}{row.orders:>8}{row.fills:>7}{row.blocked:>9}"
+            f"{row.rejected:>10}{_money(row.pnl):>12}  {row.state}"
+        )
+    if engine.stats.recent:
+        last = engine.stats.recent[-1]
+        lines.append(
+            f"  last opportunity: {last.strategy} {last.edge_bps:.1f} bps, "
+            f"expected {_money(last.expected_profit)} USDT: {last.detail}"
+        )
+    return "\n".join(lines)

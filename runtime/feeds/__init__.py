@@ -1,1 +1,0 @@
-"""Market-data feeds: parsers and websocket connections per venue, and replay files."""

@@ -1,0 +1,475 @@
+"""Submit the jobs of ``infra/nomad/`` and watch them: ``arbfleet deploy`` and ``arbfleet status``.
+
+A unit to deploy is a job spec and its vars files for one environment (``infra/nomad/vars/<env>/``):
+
+    platform job   <job>.nomad.hcl      vars/<env>/<job>.hcl
+    engine         engine.nomad.hcl     vars/<env>/engine.hcl + vars/<env>/engine/<job>.hcl
+
+Nomad itself parses the HCL (``POST /v1/jobs/parse`` with the variables as var-file content), the
+job is registered together with its source and variables (so ``nomad job inspect`` and the UI show
+what was submitted), and the deployment is watched until it is successful, failed or auto-reverted.
+
+The vars files hold what differs between environments. Two kinds of value are left to this module,
+because a vars file cannot hold them: the content of repository files (Prometheus, Alertmanager
+and Grafana configs: the parse API refuses ``file()``), and, in the local environment, paths on
+this machine (the stack's host volume, the toolchain, the Python environment) for raw_exec tasks.
+A vars file that sets one of them wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import nomad
+from nomad.api.exceptions import BaseNomadException
+from requests import RequestException
+
+from runtime.core.errors import DeployError
+from runtime.devstack import stack, toolchain
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Say = Callable[[str], None]
+
+REPO = Path(__file__).resolve().parents[2]
+NOMAD_DIR = REPO / "infra" / "nomad"
+LOCAL_ENV = "local"
+POLL_S = 1.0
+
+# Variables whose value is the content of repository files; a glob gives a map (name -> content).
+FILE_VARIABLES = {
+    "prometheus_config": "monitoring/prometheus/prometheus.yml",
+    "prometheus_rules": "monitoring/prometheus/rules/*.yml",
+    "alertmanager_config": "monitoring/alertmanager/alertmanager.yml",
+    "grafana_datasources": "monitoring/grafana/provisioning/datasources/arbfleet.yml",
+    "grafana_dashboard_providers": "monitoring/grafana/provisioning/dashboards/arbfleet.yml",
+    "grafana_dashboards": "monitoring/grafana/dashboards/*.json",
+}
+
+
+# --- what to deploy --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A job spec and the vars files that configure it for one environment."""
+
+    name: str
+    env: str
+    spec: Path
+    var_files: tuple[Path, ...]
+
+
+def environments() -> list[str]:
+    return sorted(p.name for p in (NOMAD_DIR / "vars").iterdir() if p.is_dir())
+
+
+def unit(name: str, env: str) -> Unit:
+    """The unit ``name`` names in ``env``: a platform job, or an engine deployment."""
+    vars_dir = NOMAD_DIR / "vars" / env
+    if not vars_dir.is_dir():
+        raise DeployError(f"unknown environment {env!r}: one of {', '.join(environments())}")
+    spec = NOMAD_DIR / f"{name}.nomad.hcl"
+    if name != "engine" and spec.is_file():
+        return Unit(name, env, spec, (vars_dir / f"{name}.hcl",))
+    deployment = vars_dir / "engine" / f"{name}.hcl"
+    if deployment.is_file():
+        return Unit(
+            name, env, NOMAD_DIR / "engine.nomad.hcl", (vars_dir / "engine.hcl", deployment)
+        )
+    raise DeployError(
+        f"{name!r} is neither a job ({NOMAD_DIR}/{name}.nomad.hcl) nor an engine deployment "
+        f"of {env} ({deployment})"
+    )
+
+
+def units(env: str) -> list[Unit]:
+    """Every platform job and every engine deployment of ``env``."""
+    jobs = sorted(p.name.removesuffix(".nomad.hcl") for p in NOMAD_DIR.glob("*.nomad.hcl"))
+    deployments = sorted(p.stem for p in (NOMAD_DIR / "vars" / env / "engine").glob("*.hcl"))
+    return [unit(name, env) for name in jobs if name != "engine"] + [
+        unit(d, env) for d in deployments
+    ]
+
+
+# --- variables -------------------------------------------------------------------------------
+
+
+def host_variables() -> dict[str, str]:
+    """Paths on this machine that the local environment's raw_exec tasks use."""
+    return {
+        "host_volume_path": str(stack.state_dir() / "volumes"),
+        "toolchain_bin": str(toolchain.bin_dir()),
+        "venv": sys.prefix,
+        "source_dir": str(REPO),
+    }
+
+
+def _local_vault_variables(job_id: str, wanted: set[str]) -> dict[str, str | list[str]]:
+    """How the local Nomad's tasks get their secrets-store token (its generation decides)."""
+    values: dict[str, str | list[str]] = {}
+    if "vault_identity" in wanted:
+        values["vault_identity"] = stack.vault_identity()
+    if "vault_policies" in wanted and stack.vault_identity() == "legacy_token":
+        values["vault_policies"] = stack.legacy_vault_policies(job_id)
+    return values
+
+
+def file_variable(pattern: str) -> str | dict[str, str]:
+    if "*" not in pattern:
+        return (REPO / pattern).read_text()
+    return {path.name: path.read_text() for path in sorted(REPO.glob(pattern))}
+
+
+def declared_variables(spec: Path) -> set[str]:
+    return set(re.findall(r'^variable\s+"([^"]+)"', spec.read_text(), re.MULTILINE))
+
+
+def assigned_variables(var_file: Path) -> set[str]:
+    # Vars files are flat assignments; nested object lines are indented, so column 0 is enough.
+    return set(re.findall(r"^([A-Za-z_][A-Za-z0-9_-]*)\s*=", var_file.read_text(), re.MULTILINE))
+
+
+def generated_variables(u: Unit) -> str:
+    """Var-file content for what the unit's job declares and its vars files leave to us."""
+    wanted = declared_variables(u.spec) - set().union(*map(assigned_variables, u.var_files))
+    values: dict[str, str | list[str] | dict[str, str]] = {
+        name: file_variable(pattern) for name, pattern in FILE_VARIABLES.items() if name in wanted
+    }
+    if u.env == LOCAL_ENV:
+        values.update({k: v for k, v in host_variables().items() if k in wanted})
+        values.update(_local_vault_variables(u.name, wanted))
+    return "".join(f"{name} = {hcl_value(value)}\n" for name, value in sorted(values.items()))
+
+
+def variables(u: Unit) -> str:
+    """Everything Nomad needs besides the job spec, as one var-file content (so the unit's vars
+    files must not set a variable twice: unlike the CLI's -var-file, a later one cannot win)."""
+    return "\n".join(path.read_text() for path in u.var_files) + "\n" + generated_variables(u)
+
+
+def hcl_value(value: str | list[str] | dict[str, str]) -> str:
+    if isinstance(value, str):
+        return hcl_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(hcl_string, value)) + "]"
+    return "{\n" + "".join(f"  {hcl_string(k)} = {hcl_string(v)}\n" for k, v in value.items()) + "}"
+
+
+def hcl_string(text: str) -> str:
+    """A quoted HCL string whose value is exactly ``text`` (``${`` and ``%{`` are not templates)."""
+    escaped = []
+    for char in text:
+        if char in '\\"':
+            escaped.append("\\" + char)
+        elif char == "\n":
+            escaped.append("\\n")
+        elif char == "\t":
+            escaped.append("\\t")
+        elif char == "\r":
+            escaped.append("\\r")
+        elif ord(char) < 0x20:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped).replace("${", "$${").replace("%{", "%%{") + '"'
+
+
+# --- Nomad -----------------------------------------------------------------------------------
+
+
+def client() -> nomad.Nomad:
+    """A client for ``$NOMAD_ADDR`` (python-nomad also reads ``$NOMAD_TOKEN`` and
+    ``$NOMAD_NAMESPACE``), else the local stack's Nomad."""
+    address = os.environ.get("NOMAD_ADDR") or stack.endpoints().nomad
+    return nomad.Nomad(address=address, timeout=10)
+
+
+def _call(what: str, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``request(*args, **kwargs)``, with Nomad's own error message in a DeployError."""
+    try:
+        return request(*args, **kwargs)
+    except BaseNomadException as exc:
+        detail = getattr(exc.nomad_resp, "text", exc.nomad_resp)
+        raise DeployError(f"{what}: {str(detail).strip()}") from exc
+    except RequestException as exc:
+        raise DeployError(f"{what}: Nomad unreachable: {exc}") from exc
+
+
+def render(api: nomad.Nomad, u: Unit) -> dict[str, Any]:
+    """The job as Nomad parses it from the spec and the unit's variables (JSON API form)."""
+    # Not canonicalized: that would pin the namespace to "default" instead of the client's.
+    body = {"JobHCL": u.spec.read_text(), "Variables": variables(u), "Canonicalize": False}
+    what = f"parsing {u.spec.name} with the {u.env} vars of {u.name}"
+    return dict(_call(what, api.jobs.request, "parse", json=body, method="post").json())
+
+
+def plan(api: nomad.Nomad, job: dict[str, Any]) -> dict[str, Any]:
+    """What submitting ``job`` would change, with placement failures (``FailedTGAllocs``)."""
+    return dict(_call(f"planning {job['ID']}", api.job.plan_job, job["ID"], {"Job": job}, True))
+
+
+def submit(api: nomad.Nomad, u: Unit, job: dict[str, Any]) -> dict[str, Any]:
+    """Register ``job`` with its source and variables, which Nomad keeps for each version."""
+    submission = {"Source": u.spec.read_text(), "Format": "hcl2", "Variables": variables(u)}
+    body = {"Job": job, "Submission": submission}
+    return dict(_call(f"submitting {job['ID']}", api.jobs.register_job, body))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a submission ended: ``successful``, ``failed``, ``reverted`` (failed, and Nomad rolled
+    back to the last stable version), ``unchanged`` (the scheduler started no deployment, e.g.
+    for a group of count 0) or ``registered`` (a periodic job: nothing runs before its schedule).
+    Resubmitting an unchanged job reports the deployment of its current version."""
+
+    job_id: str
+    version: int
+    status: str
+    description: str
+    elapsed_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("successful", "unchanged", "registered")
+
+
+def deploy(
+    api: nomad.Nomad, u: Unit, timeout_s: float = 300.0, say: Say = lambda _msg: None
+) -> Outcome:
+    """Render, submit and watch ``u`` until its deployment ends; DeployError after ``timeout_s``."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    job = render(api, u)
+    job_id = job["ID"]
+    registered = submit(api, u, job)
+    version = int(_call(f"reading {job_id}", api.job.get_job, job_id)["Version"])
+    say(f"{job_id}: submitted version {version}")
+
+    def outcome(status: str, description: str) -> Outcome:
+        return Outcome(job_id, version, status, description, time.monotonic() - started)
+
+    if not registered.get("EvalID"):  # periodic jobs are only evaluated at launch time
+        return outcome("registered", "periodic: runs on its schedule")
+    # As `nomad job run` does: the evaluation names the deployment it started, if any.
+    evaluation = _finished_evaluation(api, registered["EvalID"], deadline)
+    if evaluation.get("FailedTGAllocs"):
+        say(f"{job_id}: cannot place yet: {placement_failures(evaluation['FailedTGAllocs'])}")
+    if not evaluation.get("DeploymentID"):
+        return outcome("unchanged", "no deployment: nothing to roll out")
+    deployment = _watch(api, evaluation["DeploymentID"], deadline, say)
+    description = deployment.get("StatusDescription", "")
+    if deployment["Status"] == "failed" and "rolling back to job version" in description:
+        return outcome("reverted", description)
+    return outcome(deployment["Status"], description)
+
+
+def _finished_evaluation(api: nomad.Nomad, eval_id: str, deadline: float) -> dict[str, Any]:
+    while True:
+        evaluation = _call(f"reading evaluation {eval_id}", api.evaluation.get_evaluation, eval_id)
+        if evaluation["Status"] == "complete":
+            return dict(evaluation)
+        if evaluation["Status"] not in ("pending", "blocked"):
+            raise DeployError(
+                f"{evaluation['JobID']}: evaluation {evaluation['Status']}: "
+                f"{evaluation.get('StatusDescription', '')}"
+            )
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"{evaluation['JobID']}: evaluation {eval_id[:8]} still "
+                f"{evaluation['Status']} at the timeout"
+            )
+        time.sleep(POLL_S)
+
+
+def _watch(api: nomad.Nomad, deployment_id: str, deadline: float, say: Say) -> dict[str, Any]:
+    """Poll the deployment until it ends, saying each change of its progress."""
+    last = ""
+    while True:
+        deployment = _call(
+            f"reading deployment {deployment_id}", api.deployment.get_deployment, deployment_id
+        )
+        progress = _progress(deployment)
+        if progress != last:
+            say(f"{deployment['JobID']}: {progress}")
+            last = progress
+        if deployment["Status"] not in ("running", "pending", "paused", "blocked", "unblocking"):
+            return dict(deployment)
+        if time.monotonic() > deadline:
+            raise DeployError(
+                f"{deployment['JobID']}: deployment {deployment_id[:8]} still "
+                f"{deployment['Status']} at the timeout: {progress}"
+            )
+        time.sleep(POLL_S)
+
+
+def _progress(deployment: dict[str, Any]) -> str:
+    groups = []
+    for name, group in sorted((deployment.get("TaskGroups") or {}).items()):
+        text = f"{name} {group['HealthyAllocs']}/{group['DesiredTotal']} healthy"
+        if group.get("DesiredCanaries"):
+            placed = len(group.get("PlacedCanaries") or [])
+            text += f" (canary {placed}/{group['DesiredCanaries']})"
+        if group.get("UnhealthyAllocs"):
+            text += f", {group['UnhealthyAllocs']} unhealthy"
+        groups.append(text)
+    status = f"deployment {deployment['Status']}: {', '.join(groups)}"
+    return f"{status}; {deployment.get('StatusDescription', '')}"
+
+
+def placement_failures(failed: dict[str, Any]) -> str:
+    """Why task groups could not be placed, from a plan's or evaluation's ``FailedTGAllocs``."""
+    reasons = []
+    for group, metrics in sorted(failed.items()):
+        counts = {
+            **(metrics.get("ConstraintFiltered") or {}),
+            **(metrics.get("DimensionExhausted") or {}),
+        }
+        details = ", ".join(f"{reason} ({count})" for reason, count in counts.items())
+        reasons.append(f"{group}: {details or 'no node fits'}")
+    return "; ".join(reasons)
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllocationStatus:
+    id: str
+    group: str
+    status: str
+    health: str
+    """``healthy`` or ``unhealthy`` as the deployment judged it; ``-`` outside a deployment."""
+    version: int
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    type: str
+    status: str
+    version: int
+    deployment: str
+    """Status of the latest deployment; ``-`` for jobs without one (batch, periodic)."""
+    allocations: list[AllocationStatus]
+
+
+def status(api: nomad.Nomad) -> list[JobStatus]:
+    """Every job with its latest deployment and its allocations that run or should run."""
+    result = []
+    for stub in _call("listing jobs", api.jobs.get_jobs):
+        if stub.get("ParentID"):
+            continue  # a periodic run: its allocations are listed under its parent
+        job_id = stub["ID"]
+        job = _call(f"reading {job_id}", api.job.get_job, job_id)
+        deployment = _call(f"reading {job_id}", api.job.get_deployment, job_id) or {}
+        allocations = [
+            AllocationStatus(
+                a["ID"][:8], a["TaskGroup"], a["ClientStatus"], _health(a), int(a["JobVersion"])
+            )
+            for a in _allocations(api, job_id, bool(stub.get("Periodic")))
+            if a["DesiredStatus"] == "run" or a["ClientStatus"] == "running"
+        ]
+        result.append(
+            JobStatus(
+                job_id,
+                stub["Type"],
+                stub["Status"],
+                int(job["Version"]),
+                deployment.get("Status", "-"),
+                allocations,
+            )
+        )
+    return result
+
+
+def _allocations(api: nomad.Nomad, job_id: str, periodic: bool) -> Iterator[dict[str, Any]]:
+    yield from _call(f"reading {job_id} allocations", api.job.get_allocations, job_id)
+    if periodic:
+        for child in _call("listing jobs", api.jobs.get_jobs, prefix=f"{job_id}/periodic-"):
+            yield from _call(f"reading {child['ID']}", api.job.get_allocations, child["ID"])
+
+
+def _health(allocation: dict[str, Any]) -> str:
+    healthy = (allocation.get("DeploymentStatus") or {}).get("Healthy")
+    return "-" if healthy is None else "healthy" if healthy else "unhealthy"
+
+
+def format_status(jobs: list[JobStatus]) -> str:
+    lines = [f"{'JOB':28} {'TYPE':8} {'STATUS':8} {'VERSION':>7}  DEPLOYMENT"]
+    for job in jobs:
+        lines.append(f"{job.id:28} {job.type:8} {job.status:8} {job.version:>7}  {job.deployment}")
+        lines += [
+            f"  {a.id}  {a.group:22} {a.status:9} {a.health:9} v{a.version}"
+            for a in job.allocations
+        ]
+    return "\n".join(lines)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def add_deploy(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "deploy", help="submit a Nomad job of infra/nomad/ and watch its deployment"
+    )
+    parser.add_argument(
+        "name",
+        help="a job (redis, timescaledb, ...) or an engine deployment "
+        "(infra/nomad/vars/<env>/engine/<name>.hcl)",
+    )
+    parser.add_argument("--env", default=LOCAL_ENV, help="which vars files (default: local)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds (default: 300)")
+    parser.add_argument(
+        "--plan", action="store_true", help="show what would change; submit nothing"
+    )
+    parser.set_defaults(handler=_deploy)
+
+
+def add_status(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("status", help="Nomad jobs, their allocations and health")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(handler=_status)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    api = client()
+    u = unit(args.name, args.env)
+    if args.plan:
+        planned = plan(api, render(api, u))
+        updates = (planned.get("Annotations") or {}).get("DesiredTGUpdates") or {}
+        for group, update in sorted(updates.items()):
+            changes = ", ".join(f"{kind.lower()} {n}" for kind, n in update.items() if n)
+            print(f"{group}: {changes or 'no change'}")
+        if planned.get("FailedTGAllocs"):
+            print(f"cannot place: {placement_failures(planned['FailedTGAllocs'])}")
+            return 1
+        return 0
+    result = deploy(api, u, args.timeout, say=lambda msg: print(msg, flush=True))
+    print(
+        f"{result.job_id} version {result.version}: {result.status} in "
+        f"{result.elapsed_s:.1f} s ({result.description})"
+    )
+    return 0 if result.ok else 1
+
+
+def _status(args: argparse.Namespace) -> int:
+    jobs = status(client())
+    if args.json:
+        print(
+            json.dumps(
+                [{**vars(j), "allocations": [vars(a) for a in j.allocations]} for j in jobs],
+                indent=2,
+            )
+        )
+    else:
+        print(format_status(jobs))
+    return 0

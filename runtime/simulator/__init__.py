@@ -1,6 +1,0 @@
-"""The exchange simulator: the one stand-in for Binance and Upbit (tests, demo, benchmarks)."""
-
-from runtime.simulator.market import MarketParams
-from runtime.simulator.server import ExchangeSimulator, FaultParams, SimulatorConfig
-
-__all__ = ["ExchangeSimulator", "FaultParams", "MarketParams", "SimulatorConfig"]
