@@ -29,6 +29,7 @@ from runtime.devstack import stack
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
 from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.platform.consul import ConsulApi
 
 SAMPLE_S = 0.001
@@ -47,11 +48,11 @@ async def start_engines(
             "kill_switch_key": key,
             "lock": False,
         }
-        engine = Engine(load_config(env={}, overrides=base))
+        node = Node(load_config(env={}, overrides=base))
         stop = asyncio.Event()
-        task = asyncio.create_task(engine.run(stop))
-        await engine.ready.wait()
-        engines.append((engine, stop, task))
+        task = asyncio.create_task(node.run(stop))
+        await node.ready.wait()
+        engines.append((node.engine, stop, task))
     return engines
 
 

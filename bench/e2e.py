@@ -31,6 +31,7 @@ from bench.results import load_average, write_results
 from runtime.config import load_config
 from runtime.core.logging import configure
 from runtime.engine.engine import Engine
+from runtime.node import Node
 
 MATCH_WINDOW_NS = 1_000_000_000
 # Client order ids start with the strategy id ("-" becomes "_"). Each fast strategy reacts to
@@ -126,10 +127,11 @@ async def run_engine(port: int, duration_s: float) -> tuple[Engine, float]:
         for venue in ("BINANCE", "UPBIT")
         for part, value in (("API_KEY", "sim-key"), ("API_SECRET", "sim-secret"))
     }
-    engine = Engine(load_config(env=env, overrides=overrides))
+    node = Node(load_config(env=env, overrides=overrides))
+    engine = node.engine
     stop = asyncio.Event()
-    runner = asyncio.create_task(engine.run(stop))
-    await engine.ready.wait()
+    runner = asyncio.create_task(node.run(stop))
+    await node.ready.wait()
     started = time.monotonic()
     await asyncio.sleep(duration_s)
     frames_per_s = engine.stats.frame_count() / (time.monotonic() - started)

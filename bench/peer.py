@@ -171,9 +171,3 @@ def quote_rate(frames: list[bytes], upbit_bid_usdt: float, repeats: int) -> dict
         "peer.nautilus.quotes": float(len(ticks)),
         "peer.nautilus.crossings": float(crossings),
     }
-
-
-if __name__ == "__main__":
-    from bench.pipeline import MID, ticker_frames
-
-    print(quote_rate(ticker_frames(100_000), MID * 1.0001, 2))

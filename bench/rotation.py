@@ -33,7 +33,7 @@ from runtime.core.orders import OrderIntent, OrderResult, OrderStatus
 from runtime.devstack import stack
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.ops.rotation import KeyManagementApi, Rotation, RotationSettings, StaticEngines
 from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
 from runtime.trading.book import Books
@@ -58,7 +58,7 @@ class TimedKeys(ExchangeKeys):
 
 async def start_engines(
     sim: ExchangeSimulator, vault: hvac.Client, layout: Layout, count: int, workdir: Path
-) -> list[tuple[Engine, asyncio.Event, asyncio.Task[None]]]:
+) -> list[tuple[Node, asyncio.Event, asyncio.Task[None]]]:
     token = vault.auth.token.create(policies=[layout.deployment_policy_name("bench")], ttl="1h")[
         "auth"
     ]["client_token"]
@@ -75,7 +75,7 @@ async def start_engines(
             "kv_mount": layout.kv_mount,
             "accounts": {"binance": "main", "upbit": "main"},
         }
-        engine = Engine(load_config(env={}, overrides=base))
+        engine = Node(load_config(env={}, overrides=base))
         stop = asyncio.Event()
         task = asyncio.create_task(engine.run(stop))
         await engine.ready.wait()
@@ -84,7 +84,7 @@ async def start_engines(
 
 
 async def order_flow(
-    sim: ExchangeSimulator, engine: Engine, stop: asyncio.Event, results: list[OrderResult]
+    sim: ExchangeSimulator, engine: Node, stop: asyncio.Event, results: list[OrderResult]
 ) -> int:
     """Binance orders at a steady rate through ``engine``'s key provider; how many were sent."""
     assert engine.keys is not None
@@ -108,7 +108,7 @@ async def order_flow(
     return sent
 
 
-async def propagation(engines: list[Engine], version: int, written_at: float) -> float:
+async def propagation(engines: list[Node], version: int, written_at: float) -> float:
     """Seconds from the write to the moment the last engine used ``version``."""
     pending = set(range(len(engines)))
     last = written_at
@@ -178,7 +178,7 @@ async def measure(vault: hvac.Client, engines_count: int, rotations: int) -> dic
     }
 
 
-async def _watch(engines: list[Engine], keys: TimedKeys) -> float:
+async def _watch(engines: list[Node], keys: TimedKeys) -> float:
     """Wait for the rotation's write, then time how long until every engine uses it."""
     before = keys.written_at
     while keys.written_at == before:  # noqa: ASYNC110 - sampling is what is measured

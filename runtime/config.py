@@ -25,61 +25,25 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 
 import pydantic
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, SecretStr
+from pydantic import PositiveFloat
 
-from runtime.core.errors import ConfigError, PluginError
+from runtime.core.errors import ConfigError
 from runtime.core.logging import register_secret
-from runtime.engine.plugins import PluginRegistry, config_errors, format_validation_errors
+from runtime.core.settings import Frozen
+from runtime.engine.plugins import format_validation_errors
+from runtime.engine.settings import EngineSettings
+from runtime.observability.health import HealthConfig
 from runtime.persistence.settings import JournalConfig, PostgresConfig, RedisConfig, ShutdownConfig
-from runtime.trading.execution.paper import PaperConfig
-from runtime.trading.risk import RiskLimits
+from runtime.platform.consul import ConsulConfig
 
 ENV_PREFIX: Final = "ARBFLEET_"
 SECRET_ENV_PREFIX: Final = "ARBFLEET_SECRET_"  # noqa: S105 - a name prefix, not a secret
-_STRATEGY_ID = r"^[a-z0-9][a-z0-9_-]{0,15}$"
 
 
-class _Frozen(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
-
-
-class VenueConfig(_Frozen):
-    """Where a venue's websocket and REST API are, and the account's keys."""
-
-    ws_url: str
-    rest_url: str
-    stale_after_s: PositiveFloat = 5.0
-    """A venue silent for this long is stale: no trading on it until data flows again."""
-    rest_requests_per_s: PositiveFloat = 10.0
-    api_key: SecretStr | None = None
-    api_secret: SecretStr | None = None
-
-
-class StrategyEntry(_Frozen):
-    """One strategy instance: which plugin, its instance id and its config table."""
-
-    plugin: str
-    id: str = pydantic.Field(pattern=_STRATEGY_ID)
-    config: dict[str, Any] = pydantic.Field(default_factory=dict)
-
-
-class HealthConfig(_Frozen):
-    host: str = "127.0.0.1"
-    port: int = pydantic.Field(default=8080, ge=0, le=65_535)
-
-
-class IsolationConfig(_Frozen):
-    """When a failing plugin is quarantined, and when a blocked loop is reported."""
-
-    max_failures: PositiveInt = 5
-    window_s: PositiveFloat = 60.0
-    loop_lag_threshold_ms: PositiveFloat = 100.0
-
-
-class VaultConfig(_Frozen):
+class VaultConfig(Frozen):
     """Exchange keys from Vault KV v2 (``<kv_mount>/<venue>/<account>``) instead of the
     environment, swapped without a restart (runtime/platform/vault.py). Off while ``address``
     is unset."""
@@ -106,83 +70,22 @@ class VaultConfig(_Frozen):
         return self
 
 
-class ConsulConfig(_Frozen):
-    """The "can trade" TTL check, account locks and kill switch in Consul
-    (runtime/platform/consul.py). Off unless ``enabled``: the demo and embedded defaults run
-    without Consul."""
+class EngineConfig(EngineSettings):
+    """The engine process's config file: the engine's own settings (``EngineSettings``, handed
+    to the engine) and the sections of the parts the node wires around it (stores, secrets
+    store, Consul, health server). Every field has a default that runs without services."""
 
-    enabled: bool = False
-    address: str = "http://127.0.0.1:8500"
-    token_file: Path | None = None
-    """A Consul ACL token (with ACLs on): service, session and key write on the engine's keys."""
-    service: str = "arbfleet-engine-ttl"
-    """Service the engine registers itself as (not Nomad's ``arbfleet-engine``: see consul.py)."""
-    service_id: str | None = None
-    """None: ``<service>-<Nomad allocation id>``, else host, pid and a random suffix."""
-    check_ttl_s: PositiveFloat = 10.0
-    refresh_fraction: float = pydantic.Field(default=1 / 3, gt=0.0, lt=1.0)
-    """The TTL is refreshed every ``check_ttl_s * refresh_fraction`` (and on every change)."""
-    deregister_critical_after_s: float = pydantic.Field(default=60.0, ge=60.0)
-    """Consul removes an instance whose check stays critical this long (a killed engine's)."""
-    max_spill_bytes: PositiveInt = 1 << 30
-    """The writer's spill past this is critical: buffering beyond its bound."""
-    lock: bool = True
-    """Hold a lock per exchange account while trading (single writer)."""
-    accounts: dict[str, str] = pydantic.Field(default_factory=dict)
-    """venue -> account to lock; empty: ``vault.accounts``; both empty: nothing to lock."""
-    lock_prefix: str = "arbfleet/locks/accounts"
-    session_ttl_s: float = pydantic.Field(default=15.0, ge=10.0, le=86_400.0)
-    lock_delay_s: float = pydantic.Field(default=15.0, ge=0.0, le=60.0)
-    """After a holder's session is invalidated, nobody may take its locks for this long."""
-    retry_s: PositiveFloat = 1.0
-    kill_switch_key: str = "arbfleet/kill-switch"
-
-
-def _default_venues() -> dict[str, VenueConfig]:
-    return {
-        "binance": VenueConfig(
-            ws_url="wss://stream.binance.com:9443", rest_url="https://api.binance.com"
-        ),
-        "upbit": VenueConfig(
-            ws_url="wss://api.upbit.com/websocket/v1", rest_url="https://api.upbit.com"
-        ),
-    }
-
-
-def _default_strategies() -> list[StrategyEntry]:
-    return [
-        StrategyEntry(plugin="cross_exchange", id="xex-btc"),
-        StrategyEntry(plugin="triangular", id="tri-usdt"),
-        StrategyEntry(plugin="pairs_kalman", id="pairs-eth-btc"),
-    ]
-
-
-class EngineConfig(_Frozen):
-    """Everything the engine needs; every field has a default that runs without services."""
-
-    mode: Literal["paper", "live"] = "paper"
-    venues: dict[str, VenueConfig] = pydantic.Field(default_factory=_default_venues)
-    strategies: list[StrategyEntry] = pydantic.Field(default_factory=_default_strategies)
-    risk: RiskLimits = pydantic.Field(default_factory=RiskLimits)
-    paper: PaperConfig = pydantic.Field(default_factory=PaperConfig)
     health: HealthConfig = pydantic.Field(default_factory=HealthConfig)
-    isolation: IsolationConfig = pydantic.Field(default_factory=IsolationConfig)
     postgres: PostgresConfig = pydantic.Field(default_factory=PostgresConfig)
     redis: RedisConfig = pydantic.Field(default_factory=RedisConfig)
     journal: JournalConfig = pydantic.Field(default_factory=JournalConfig)
     shutdown: ShutdownConfig = pydantic.Field(default_factory=ShutdownConfig)
     vault: VaultConfig = pydantic.Field(default_factory=VaultConfig)
     consul: ConsulConfig = pydantic.Field(default_factory=ConsulConfig)
-    blocked_plugins: list[str] = pydantic.Field(default_factory=list)
-    timer_tick_ms: NonNegativeInt = 100
     log_level: str = "INFO"
 
     @pydantic.model_validator(mode="after")
-    def _consistent(self) -> EngineConfig:
-        ids = [entry.id for entry in self.strategies]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"strategies: ids must be unique, repeated: {', '.join(duplicates)}")
+    def _live_keys(self) -> EngineConfig:
         if self.mode == "live":
             from_vault = set(self.vault.accounts) if self.vault.address else set()
             for name, venue in self.venues.items():
@@ -314,20 +217,3 @@ def _register_secrets(config: EngineConfig) -> None:
         for secret in (venue.api_key, venue.api_secret):
             if secret is not None:
                 register_secret(secret.get_secret_value())
-
-
-def strategy_errors(config: EngineConfig, registry: PluginRegistry) -> list[str]:
-    """Every problem with the configured strategies: unknown plugins and invalid fields."""
-    problems: list[str] = []
-    for index, entry in enumerate(config.strategies):
-        where = f"strategies.{index}"
-        try:
-            info = registry.get(entry.plugin)
-        except PluginError as exc:
-            problems.append(f"{where}.plugin: {exc}")
-            continue
-        problems += [
-            f"{where}.config.{line}"
-            for line in config_errors(info.strategy_class.config_class, entry.config)
-        ]
-    return problems

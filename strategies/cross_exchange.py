@@ -21,10 +21,17 @@ from typing import Any, Final
 import pydantic
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
-from runtime.core.events import BookTicker, Level
-from runtime.core.instruments import VENUES, split_symbol
-from runtime.core.orders import OrderIntent
-from runtime.engine.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
+from runtime.sdk import (
+    VENUES,
+    BookTicker,
+    Level,
+    OrderIntent,
+    Strategy,
+    StrategyConfig,
+    StrategyContext,
+    Subscription,
+    split_symbol,
+)
 
 BPS: Final = 1e-4
 DEPTH_LEVELS: Final = 20

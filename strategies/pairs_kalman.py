@@ -22,10 +22,18 @@ from typing import Any, Final
 import pydantic
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
-from runtime.core.events import BookTicker, Side
-from runtime.core.instruments import VENUES, split_symbol
-from runtime.core.orders import Fill, OrderIntent
-from runtime.engine.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
+from runtime.sdk import (
+    VENUES,
+    BookTicker,
+    Fill,
+    OrderIntent,
+    Side,
+    Strategy,
+    StrategyConfig,
+    StrategyContext,
+    Subscription,
+    split_symbol,
+)
 
 _MS: Final = 1_000_000
 

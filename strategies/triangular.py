@@ -20,10 +20,17 @@ import msgspec
 import pydantic
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat
 
-from runtime.core.events import BookTicker, Side
-from runtime.core.instruments import VENUES, split_symbol
-from runtime.core.orders import OrderIntent
-from runtime.engine.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
+from runtime.sdk import (
+    VENUES,
+    BookTicker,
+    OrderIntent,
+    Side,
+    Strategy,
+    StrategyConfig,
+    StrategyContext,
+    Subscription,
+    split_symbol,
+)
 
 BPS: Final = 1e-4
 _MS: Final = 1_000_000

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import signal
 import sys
 import tomllib
 from collections.abc import Callable, Sequence
@@ -26,9 +25,9 @@ from runtime.devstack.cli import add_dev, add_toolchain
 from runtime.engine.plugins import PluginInfo, config_errors, discover
 from runtime.ops.db import add_db
 from runtime.ops.deploy import add_deploy, add_status
+from runtime.ops.halt import add_halt, add_resume
 from runtime.ops.node_keys import add_cluster
 from runtime.ops.secrets import add_secrets
-from runtime.platform.consul import add_halt, add_resume
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -58,18 +57,19 @@ def add_run(subparsers: Subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from runtime.config import load_config
-    from runtime.engine.engine import Engine
+    from runtime.node import Node, serve
 
     _check_replay_args(args)
     config = load_config(args.config)
     configure(args.log_level or config.log_level)
-    engine = Engine(config)
+    node = Node(config)
+    engine = node.engine
     if args.replay_venue is not None and args.replay_venue not in engine.parsers:
         raise ConfigError(
             f"--replay-venue: no strategy listens to {args.replay_venue!r} "
             f"(venues in use: {', '.join(sorted(engine.parsers))})"
         )
-    asyncio.run(_until_signalled(engine, args.replay, args.speed, args.replay_venue))
+    asyncio.run(serve(node, args.replay, args.speed, args.replay_venue))
     if args.replay is not None:
         from runtime.devstack.demo import render
         from runtime.venues.replay import usable_formats
@@ -88,32 +88,6 @@ def _check_replay_args(args: argparse.Namespace) -> None:
         raise ConfigError("--replay-venue says what a --replay file holds: give --replay too")
     if args.replay_venue is not None and args.speed is not None:
         raise ConfigError("--speed: raw frames carry no times to pace them by")
-
-
-async def _until_signalled(
-    engine: Any, replay: Path | None, speed: float | None, replay_venue: str | None = None
-) -> None:
-    from runtime.venues.replay import ReplayFeed
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    with contextlib.suppress(NotImplementedError):  # a Nomad template saw a new key version
-        loop.add_signal_handler(signal.SIGHUP, engine.reload_keys)
-    if replay is None:
-        await engine.run(stop)
-        return
-    engine.replaying = True
-    handlers = {venue: engine.frame_handler(venue) for venue in engine.parsers}
-    feed = ReplayFeed(replay, handlers, speed=speed, venue=replay_venue)
-    runner = asyncio.create_task(engine.run(stop, feeds=[feed]))
-    await asyncio.wait(
-        [asyncio.create_task(feed.done.wait()), runner], return_when="FIRST_COMPLETED"
-    )
-    stop.set()
-    await runner
 
 
 def add_demo(subparsers: Subparsers) -> None:

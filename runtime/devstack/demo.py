@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from runtime.config import EngineConfig, load_config
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
 from runtime.engine.engine import Engine, Summary
+from runtime.node import Node
 from runtime.venues.replay import FrameRecorder
 
 DEMO_TICK_MS = 10.0
@@ -46,7 +47,8 @@ async def run_demo(
         simulator_config or SimulatorConfig(tick_interval_ms=DEMO_TICK_MS)
     )
     await simulator.start()
-    engine = Engine(demo_config(simulator))
+    node = Node(demo_config(simulator))
+    engine = node.engine
     if record is not None:
         engine.recorder = FrameRecorder(record)
     stop = asyncio.Event()
@@ -54,9 +56,9 @@ async def run_demo(
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    runner = asyncio.create_task(engine.run(stop))
+    runner = asyncio.create_task(node.run(stop))
     try:
-        await _report_until(stop, engine, simulator, out, duration_s, refresh_s)
+        await _report_until(stop, node, simulator, out, duration_s, refresh_s)
     finally:
         stop.set()
         await runner
@@ -73,7 +75,7 @@ async def run_demo(
 
 async def _report_until(
     stop: asyncio.Event,
-    engine: Engine,
+    node: Node,
     simulator: ExchangeSimulator,
     out: TextIO,
     duration_s: float | None,
@@ -81,10 +83,11 @@ async def _report_until(
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + duration_s if duration_s is not None else None
-    await engine.ready.wait()
+    engine = node.engine
+    await node.ready.wait()
     print(
         f"arbfleet demo: paper trading against the exchange simulator at {simulator.http_url}\n"
-        f"health {engine.health_url}/health, metrics {engine.health_url}/metrics; Ctrl-C stops",
+        f"health {node.health_url}/health, metrics {node.health_url}/metrics; Ctrl-C stops",
         file=out,
         flush=True,
     )

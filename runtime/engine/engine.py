@@ -2,49 +2,55 @@
 
 One asyncio loop. The hot path, ``frame_handler(venue)``, is a closure per venue that parses a
 frame, updates the book and hands a changed top to the strategies subscribed to it; it does no I/O
-and touches no lock. Everything slower (websocket reads, REST snapshots, the health server, timers,
-the loop watchdog) runs in its own task. With embedded defaults nothing outside the process is
-needed: state is in memory and keys come from the environment.
+and touches no lock. Everything slower (websocket reads, REST snapshots, timers, the loop
+watchdog) runs in its own task. The engine knows no store, secrets store or Consul: the
+composition root (runtime/node.py) hands it a ``Keeper`` (persistence), an ``OrderGate`` (the
+Consul link) and ``KeySources``, applies the state a restart returns, and runs its lifecycle.
+Alone, on embedded defaults, state is in memory and keys come from the config.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
-import contextlib
-import functools
 import time
-from array import array
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 from loguru import logger
 
-from runtime.config import EngineConfig, StrategyEntry, strategy_errors
 from runtime.core.errors import ConfigError
 from runtime.core.events import BookTicker, DepthUpdate, MarketEvent, Trade
 from runtime.core.frames import DropCounter, FrameHandler, Parser
 from runtime.core.instruments import instrument
-from runtime.core.orders import Fill, Opportunity, OrderResult, OrderStatus
+from runtime.core.orders import (
+    Fill,
+    Opportunity,
+    OrderIntent,
+    OrderResult,
+    OrderStatus,
+    new_session,
+)
+from runtime.core.restoration import Restoration
 from runtime.core.retry import Backoff
 from runtime.engine.plugins import (
     HookTracker,
-    Intents,
     PluginRegistry,
     SafeStrategy,
-    StrategyContext,
-    Subscription,
     build_strategy,
     deliver_book,
     discover,
 )
+from runtime.engine.settings import EngineSettings, StrategyEntry, strategy_errors
+from runtime.engine.stats import (
+    LATENCY_MASK,
+    SAMPLE_EVERY_MASK,
+    SAMPLE_SHIFT,
+    EngineStats,
+)
 from runtime.engine.watchdog import LoopWatchdog
-from runtime.observability.health import HealthServer
-from runtime.observability.metrics import TICK_TO_INTENT_BUCKETS_S
-from runtime.persistence.service import Persistence
-from runtime.platform.consul import ConsulLink, consul_link
+from runtime.sdk import Intents, StrategyContext, Subscription
 from runtime.trading.book import Books
 from runtime.trading.execution import Executor
 from runtime.trading.execution.live import Credentials, KeySource, LiveExecutor, venue_clients
@@ -55,15 +61,6 @@ from runtime.venues.binance.feed import DepthSnapshots
 from runtime.venues.registry import build_feed, build_parser
 from runtime.venues.replay import FrameRecorder, ReplayFeed
 
-if TYPE_CHECKING:
-    from runtime.platform.dbcreds import DatabaseCredentials
-    from runtime.platform.vault import KeyProvider
-
-LATENCY_SAMPLES: Final = 1 << 16
-_LATENCY_MASK: Final = LATENCY_SAMPLES - 1
-_SAMPLE_SHIFT: Final = 3
-_SAMPLE_EVERY_MASK: Final = (1 << _SAMPLE_SHIFT) - 1
-"""Latency is sampled on one frame in eight: reading the clock costs a tenth of a frame."""
 FEED_RESTART_CAP_S: Final = 30.0
 """Longest pause before a dead feed task is restarted (see ``Engine._supervise``)."""
 
@@ -81,83 +78,115 @@ class Feed(Protocol):
     async def run(self) -> None: ...
 
 
-@dataclass
-class StrategyStats:
-    opportunities: int = 0
-    orders: int = 0
-    blocked: int = 0
-    fills: int = 0
-    rejected: int = 0
-    last_blocked: str = ""
-    orders_by_venue: collections.Counter[str] = field(default_factory=collections.Counter)
-    fills_by_venue: collections.Counter[str] = field(default_factory=collections.Counter)
-    rejections: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    """(venue, reason class) -> orders the venue (or the paper executor) refused."""
-    tick_to_intent: list[int] = field(default_factory=lambda: [0] * len(TICK_TO_INTENT_BUCKETS_S))
-    """Non-cumulative bucket counts (``le`` each bound); the overflow is count minus their sum."""
-    tick_to_intent_count: int = 0
-    tick_to_intent_sum_s: float = 0.0
+class Keeper(Protocol):
+    """What keeps what the engine does (the node wires persistence in here). None of these
+    may wait on the network: they run on the hot path."""
 
-    def record_tick_to_intent(self, seconds: float) -> None:
-        index = bisect.bisect_left(TICK_TO_INTENT_BUCKETS_S, seconds)
-        if index < len(self.tick_to_intent):
-            self.tick_to_intent[index] += 1
-        self.tick_to_intent_count += 1
-        self.tick_to_intent_sum_s += seconds
+    def before_send(self, intents: list[OrderIntent]) -> str | None:
+        """Keep ``intents`` before they leave; the reason to block them if that failed."""
+
+    def on_fill(self, fill: Fill) -> None: ...
+
+    def on_result(self, result: OrderResult) -> None: ...
+
+    def on_opportunity(self, opportunity: Opportunity) -> None: ...
 
 
-class EngineStats:
-    """Counters and a ring of per-frame latencies (receive to decision, nanoseconds)."""
+class NothingKept:
+    """The recorder with embedded defaults: state lives in memory only."""
 
-    def __init__(self) -> None:
-        self.started_ns = time.time_ns()
-        self.frames: dict[str, list[int]] = {}  # venue -> [count]: a list the hot path bumps
-        self.by_strategy: dict[str, StrategyStats] = collections.defaultdict(StrategyStats)
-        self.recent: collections.deque[Opportunity] = collections.deque(maxlen=20)
-        self.latency_ns = array("q", bytes(8 * LATENCY_SAMPLES))
-        self.gaps: collections.Counter[str] = collections.Counter()
-        self.parsed: collections.Counter[tuple[str, str]] = collections.Counter()
-        """(venue, type) of events off the fast path (depth, trades); tickers are derived."""
-        self.feed_restarts: collections.Counter[str] = collections.Counter()
-        """venue -> times its feed task died of an unexpected error and was restarted."""
+    def before_send(self, intents: list[OrderIntent]) -> str | None:
+        return None
 
-    def frame_count(self) -> int:
-        return sum(count[0] for count in self.frames.values())
+    def on_fill(self, fill: Fill) -> None:
+        pass
 
-    def latency_percentile_us(self, quantile: float) -> float | None:
-        taken = min(self.frame_count() >> _SAMPLE_SHIFT, LATENCY_SAMPLES)
-        samples = sorted(self.latency_ns[:taken])
-        if not samples:
-            return None
-        return samples[min(len(samples) - 1, int(quantile * len(samples)))] / 1000.0
+    def on_result(self, result: OrderResult) -> None:
+        pass
+
+    def on_opportunity(self, opportunity: Opportunity) -> None:
+        pass
+
+
+class OrderGate(Protocol):
+    """Whether orders may go out at all (the Consul link: account lock held, kill switch read)."""
+
+    def blocked(self) -> str | None: ...
+
+
+class KeySources(Protocol):
+    """Exchange keys kept fresh by the secrets store, for the venues in ``accounts``."""
+
+    @property
+    def accounts(self) -> Mapping[str, str]: ...
+
+    def source(self, venue: str) -> KeySource: ...
+
+
+class EngineView:
+    """A running engine, read-only, for the parts the node wires around it: persistence samples
+    books and saves accounts and plugin state through it, and none of them holds the engine
+    itself, so none can change it behind the hot path's back."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def session(self) -> str:
+        return self._engine.session
+
+    @property
+    def portfolio(self) -> Portfolio:
+        """Read it, never change it: fills reach the portfolio through the engine only."""
+        return self._engine.portfolio
+
+    def strategy_names(self) -> list[str]:
+        return [safe.name for safe in self._engine.strategies]
+
+    def top(self, venue: str, symbol: str) -> BookTicker | None:
+        return self._engine.books.top(venue, symbol)
+
+    def markets(self) -> list[tuple[str, str]]:
+        """Every (venue, symbol) with a top of book."""
+        tops = self._engine.books.tops
+        return [(venue, symbol) for venue, symbols in tops.items() for symbol in symbols]
+
+    def pnl(self, strategy: str) -> float | None:
+        return self._engine.portfolio.pnl(strategy, self._engine.prices)
+
+    def save_state(self, strategy: str) -> Any:
+        return self._engine.strategy(strategy).save_state()
 
 
 class Engine:
-    """Builds everything from an ``EngineConfig`` and runs it; see the module docstring."""
+    """The trading core built from its ``EngineSettings``; see the module docstring. What it
+    is wired to (persistence, the Consul gate, keys from the secrets store) comes in from the
+    composition root, runtime/node.py; alone it runs on embedded defaults."""
 
     def __init__(
         self,
-        config: EngineConfig,
+        config: EngineSettings,
         registry: PluginRegistry | None = None,
         *,
         executor: Executor | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
-        keys: KeyProvider | None = None,
+        keys: KeySources | None = None,
+        persistence: Keeper | None = None,
+        gate: OrderGate | None = None,
+        session: str | None = None,
     ) -> None:
         self.config = config
-        self.keys = keys if keys is not None else _vault_keys(config)
-        """Exchange keys from Vault, swapped while running; None: keys from the config."""
+        self.keys = keys
+        """Exchange keys from the secrets store; None: keys from the config."""
         self.registry = (
             registry if registry is not None else discover(blocked=config.blocked_plugins)
         )
         problems = strategy_errors(config, self.registry)
         if problems:
             raise ConfigError("invalid strategies:\n  " + "\n  ".join(problems))
-        self.persistence = Persistence(config, clock_ns=clock_ns)
-        """Journal, database writer and Redis snapshots; inert with embedded defaults."""
-        self.session = self.persistence.session
-        self.db_credentials = _vault_database(config, self.persistence)
-        """The writer's PostgreSQL user from Vault, replaced before it lapses; None: as given."""
+        self.persistence: Keeper = persistence if persistence is not None else NothingKept()
+        self.gate = gate
+        self.session = session if session is not None else new_session()
         self.accepting = True
         """False once stopping: strategies' intents are blocked from then on."""
         self.stats = EngineStats()
@@ -166,9 +195,8 @@ class Engine:
         self.portfolio = Portfolio(config.paper.initial_balances)
         self.prices = MidPrices(self.books.tops)
         self.kill_switch = KillSwitch()
-        self.consul: ConsulLink | None = consul_link(config)
-        """TTL check, account locks and kill switch in Consul; None: Consul not configured."""
         self.feeds: dict[str, Feed] = {}
+        self._sources: list[Feed] = []
         self.snapshots: dict[str, DepthSnapshots] = {}
         self.risk = RiskGuard(
             config.risk, self.portfolio, self.prices, self.kill_switch, stale_venue=self._stale
@@ -191,13 +219,10 @@ class Engine:
         self.executor: Executor = executor if executor is not None else self._default_executor()
         self._next_timer_ns: dict[str, int] = {}
         self._started = False
-        self.health_url = ""
         self.replaying = False
         """Frames come from a replay: their latency says nothing about this engine."""
         self.recorder: FrameRecorder | None = None
         """When set, every frame is also written to this replay file."""
-        self.ready = asyncio.Event()
-        """Set once the engine runs: strategies started, health server listening."""
 
     # --- construction ------------------------------------------------------------------------
 
@@ -305,7 +330,7 @@ class Engine:
         deliver = deliver_book
         count = self.stats.frames.setdefault(venue, [0])
         samples = self.stats.latency_ns
-        mask = _LATENCY_MASK
+        mask = LATENCY_MASK
         time_ns = time.time_ns
         on_depth = self.books.on_depth
         parsed = self.stats.parsed
@@ -335,8 +360,8 @@ class Engine:
             elif event is not None:
                 on_other(event)
             frames = count[0] = count[0] + 1
-            if not frames & _SAMPLE_EVERY_MASK:
-                samples[(frames >> _SAMPLE_SHIFT) & mask] = time_ns() - local_ts_ns
+            if not frames & SAMPLE_EVERY_MASK:
+                samples[(frames >> SAMPLE_SHIFT) & mask] = time_ns() - local_ts_ns
 
         if self.recorder is not None:
             return self.recorder.tap(venue, on_frame)
@@ -373,8 +398,8 @@ class Engine:
         if trigger_ns:
             stats.record_tick_to_intent((time.time_ns() - trigger_ns) / 1e9)
         reason = "engine stopping" if not self.accepting else None
-        if reason is None and self.consul is not None:
-            reason = self.consul.blocked()  # no account lock (or kill switch unknown): no order
+        if reason is None and self.gate is not None:
+            reason = self.gate.blocked()  # no account lock (or kill switch unknown): no order
         if reason is None:
             reason = self.risk.check_batch(intents)
         if reason is None:
@@ -477,109 +502,61 @@ class Engine:
             feeds.append(feed)
         return feeds
 
-    async def run(
-        self, stop: asyncio.Event, feeds: Sequence[Feed] | None = None, *, serve_health: bool = True
-    ) -> None:
-        """Run until ``stop`` is set: feeds, timers, the watchdog and the health server.
+    @property
+    def view(self) -> EngineView:
+        """The engine, read-only, for the parts around it."""
+        return EngineView(self)
 
-        Whatever has started is stopped again however ``run`` ends, a failure while starting
-        included (see ``_shut_down``)."""
-        sources = list(feeds) if feeds is not None else self.websocket_feeds()
-        self.feeds.update({feed.venue: feed for feed in sources})
-        health = (
-            HealthServer(self, self.config.health.host, self.config.health.port)
-            if serve_health
-            else None
-        )
-        tasks: list[asyncio.Task[None]] = []
-        persisting = False
-        deadline = float("inf")
-        try:
-            if health is not None:
-                await health.start()
-                self.health_url = health.url
-            persisting = True  # a half-done start is stopped too: it may have opened the writer
-            await self.persistence.start(self)  # state back before strategies see an event
-            self.start()
-            if self.keys is not None:
-                await self.keys.sync()  # the first keys before the first order (or why not)
-                tasks.append(asyncio.create_task(self.keys.run(), name="exchange-keys"))
-            if self.db_credentials is not None:  # rows wait in the writer until the first user
-                tasks.append(asyncio.create_task(self.db_credentials.run(), name="db-credentials"))
-            await self.executor.start()
-            await self.persistence.reconcile(self)  # orders a killed run sent: ask, never resend
-            if self.consul is not None:  # registers with the health server's address
-                await self.consul.start(self)
-            self.ready.set()
-            self.watchdog.start()
-            tasks += [
-                asyncio.create_task(self._supervise(feed), name=f"feed-{feed.venue}")
-                for feed in sources
-            ]
-            tasks.append(asyncio.create_task(self.watchdog.heartbeat(), name="loop-lag"))
-            tasks.append(asyncio.create_task(self._timers(), name="timers"))
-            logger.info(
-                f"engine running: {len(self.strategies)} strategies, mode {self.config.mode}"
-            )
-            await stop.wait()
-            deadline = time.monotonic() + self.config.shutdown.deadline_s
-            self.accepting = False
-            if self.config.shutdown.open_orders == "keep":
-                await self._drain_orders(self.config.shutdown.deadline_s / 2)
-        finally:
-            failures = await self._shut_down(tasks, health, persisting, deadline)
-        if failures:  # reached only when running and stopping raised nothing else
-            raise failures[0]
+    def strategy(self, name: str) -> SafeStrategy:
+        return self._by_id[name]
 
-    async def _shut_down(
-        self,
-        tasks: list[asyncio.Task[None]],
-        health: HealthServer | None,
-        persisting: bool,
-        deadline: float,
-    ) -> list[Exception]:
-        """Stop what ``run`` started, in order, after a clean stop or a failed start alike.
+    def restore(self, state: Restoration) -> None:
+        """Put back what a restart returned (runtime/core/restoration.py); before ``start``."""
+        for strategy, account in state.accounts.items():
+            self.portfolio.restore(strategy, account.balances, account.fees, account.fills)
+        for fill in state.fills:
+            self.portfolio.apply_fill(fill)
+        if state.session != self.session:  # order ids of this run must not repeat an older one's
+            self.session = state.session
+            for safe in self.strategies:
+                safe.strategy.fleet_context.session = state.session
+        for safe in self.strategies:
+            saved = state.states.get(safe.name)
+            if saved is not None:
+                safe.restore_state(saved)
+        for intent in state.in_doubt:
+            self.risk.order_opened(intent)
 
-        Every step runs even if one before it failed (a failure is logged and returned, so the
-        error that ended ``run`` is never hidden by one from cleaning up), and each is a no-op
-        for a part that never started. Orders in flight report before the Consul lock goes.
-        """
-        failures: list[Exception] = []
+    def attach(self, feeds: Sequence[Feed]) -> None:
+        """The sources of frames this run: their staleness counts from now, before any starts."""
+        self._sources = list(feeds)
+        self.feeds.update({feed.venue: feed for feed in feeds})
 
-        async def step(what: str, action: Callable[[], Awaitable[None] | None]) -> None:
-            try:
-                result = action()
-                if result is not None:
-                    await result
-            except Exception as exc:
-                logger.opt(exception=exc).error(f"engine shutdown: {what} failed")
-                failures.append(exc)
+    def launch(self) -> list[asyncio.Task[None]]:
+        """Start the loop's work once the engine may trade: every attached feed under
+        supervision, the loop-lag watchdog and the strategies' timers; the node cancels the
+        tasks to stop."""
+        self.watchdog.start()
+        tasks = [
+            asyncio.create_task(self._supervise(feed), name=f"feed-{feed.venue}")
+            for feed in self._sources
+        ]
+        tasks.append(asyncio.create_task(self.watchdog.heartbeat(), name="loop-lag"))
+        tasks.append(asyncio.create_task(self._timers(), name="timers"))
+        logger.info(f"engine running: {len(self.strategies)} strategies, mode {self.config.mode}")
+        return tasks
 
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            await step(task.get_name(), functools.partial(_finished, task))
-        for venue, snapshots in self.snapshots.items():
-            await step(f"{venue} depth snapshots", snapshots.close)
-        await step("executor", self.executor.close)
-        if self.consul is not None:  # orders in flight have reported: the lock may go
-            await step("consul", self.consul.stop)
-        if health is not None:
-            await step("health server", health.stop)
-        await step("loop watchdog", self.watchdog.stop)
-        await step("strategies", self.stop)
-        if persisting:
-            until = min(deadline, time.monotonic() + self.config.shutdown.deadline_s)
-            await step("persistence", lambda: self.persistence.stop(until))
-        logger.info("engine stopped")
-        return failures
+    async def wind_down(self, open_orders: str, deadline_s: float) -> None:
+        """Stop taking intents; with ``open_orders = "keep"``, let orders in flight report."""
+        self.accepting = False
+        if open_orders == "keep":
+            await self._drain_orders(deadline_s / 2)
 
-    def reload_keys(self) -> None:
-        """SIGHUP: a Nomad template saw a new key version; look at Vault now."""
-        if self.keys is not None:
-            self.keys.refresh_now()
-        else:
-            logger.info("SIGHUP ignored: exchange keys come from the config, not Vault")
+    async def close(self) -> None:
+        """Close the venue connections the engine opened itself (depth snapshots, executor)."""
+        for snapshots in self.snapshots.values():
+            await snapshots.close()
+        await self.executor.close()
 
     async def _drain_orders(self, timeout_s: float = 2.0) -> None:
         """Give orders in flight a moment to report, so their fills are not lost at shutdown."""
@@ -624,7 +601,8 @@ class Engine:
     # --- reporting ---------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """Whether the engine can trade, and every reason it cannot."""
+        """Whether the engine itself can trade, every reason it cannot, its strategies and feeds
+        (the node adds what the parts around it report)."""
         now = self._clock_ns()
         reasons = [f"feed {venue} stale" for venue, feed in self.feeds.items() if feed.stale(now)]
         if not self.watchdog.healthy():
@@ -634,23 +612,8 @@ class Engine:
         active = [s.name for s in self.strategies if not s.quarantined]
         if not active:
             reasons.append("every strategy is quarantined")
-        keys = self.keys.report() if self.keys is not None else {}
-        if self.keys is not None:
-            reasons += self.keys.missing()
-        if self.consul is not None:
-            reasons += self.consul.reasons()
         return {
-            "can_trade": not reasons,
             "reasons": reasons,
-            "degraded": [
-                *(self.keys.degraded() if self.keys is not None else []),
-                *(self.db_credentials.degraded() if self.db_credentials is not None else []),
-                *(self.db_credentials.missing() if self.db_credentials is not None else []),
-                *self.persistence.degraded(),
-                *(self.consul.degraded() if self.consul is not None else []),
-            ],
-            "exchange_keys": keys,
-            "consul": self.consul.report() if self.consul is not None else None,
             "strategies": {
                 s.name: ("quarantined" if s.quarantined else "active") for s in self.strategies
             },
@@ -705,44 +668,6 @@ class Engine:
             if isinstance(feed, ReplayFeed):
                 lines.update(feed.stats.lines())
         return dict(lines)
-
-
-def _vault_database(config: EngineConfig, persistence: Persistence) -> DatabaseCredentials | None:
-    """Dynamic PostgreSQL users for the writer when the config names a database mount."""
-    settings = config.vault
-    if persistence.writer is None or settings.address is None or settings.database_mount is None:
-        return None
-    from runtime.platform.dbcreds import DatabaseCredentials
-    from runtime.platform.vault import VaultSession
-
-    return DatabaseCredentials(
-        VaultSession(settings.address, token_file=settings.token_file),
-        settings.database_mount,
-        settings.database_role,
-        config.postgres.resolve_dsn(),
-        persistence.use_credentials,
-    )
-
-
-def _vault_keys(config: EngineConfig) -> KeyProvider | None:
-    """A key provider when the config names a Vault and live mode needs keys from it."""
-    settings = config.vault
-    if config.mode != "live" or settings.address is None or not settings.accounts:
-        return None
-    from runtime.platform.vault import ExchangeKeys, KeyProvider, VaultSession
-
-    session = VaultSession(settings.address, token_file=settings.token_file)
-    return KeyProvider(
-        ExchangeKeys(session, settings.kv_mount),
-        settings.accounts,
-        poll_interval_s=settings.poll_interval_s,
-    )
-
-
-async def _finished(task: asyncio.Task[None]) -> None:
-    """Wait for a cancelled task to end; its cancellation is not a failure."""
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 @dataclass(frozen=True)

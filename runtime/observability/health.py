@@ -9,22 +9,28 @@ cannot fix. A blocked event loop does not answer, and that fails the check."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
+import pydantic
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from runtime.observability.metrics import engine_registry
-
-if TYPE_CHECKING:
-    from runtime.engine.engine import Engine
+from runtime.core.settings import Frozen
 
 
-def health_app(engine: Engine) -> web.Application:
-    registry = engine_registry(engine)
+class HealthConfig(Frozen):
+    host: str = "127.0.0.1"
+    port: int = pydantic.Field(default=8080, ge=0, le=65_535)
 
+
+Report = Callable[[], dict[str, Any]]
+"""The node's full health report (runtime.node.Node.health)."""
+
+
+def health_app(report: Report, registry: CollectorRegistry) -> web.Application:
     async def health(request: web.Request) -> web.Response:
-        return web.json_response(engine.health())
+        return web.json_response(report())
 
     async def metrics(request: web.Request) -> web.Response:
         body = generate_latest(registry)
@@ -39,8 +45,14 @@ def health_app(engine: Engine) -> web.Application:
 class HealthServer:
     """Serves ``health_app`` on ``host:port`` (port 0: any free port, see ``port``)."""
 
-    def __init__(self, engine: Engine, host: str, port: int) -> None:
-        self._runner = web.AppRunner(health_app(engine), access_log=None)
+    def __init__(
+        self,
+        report: Report,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+    ) -> None:
+        self._runner = web.AppRunner(health_app(report, registry), access_log=None)
         self._host = host
         self._requested_port = port
         self.port = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import ProcessCollector
 from prometheus_client.core import (
@@ -25,17 +25,37 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
 from runtime.core.instruments import split_symbol
+from runtime.engine.stats import TICK_TO_INTENT_BUCKETS_S
 from runtime.platform.consul import CHECK_NAME, STATES
 from runtime.venues.replay import ReplayFeed
 
 if TYPE_CHECKING:
-    from runtime.engine.engine import Engine, StrategyStats
+    from runtime.engine.engine import Engine
     from runtime.engine.plugins import SafeStrategy
+    from runtime.engine.stats import StrategyStats
+    from runtime.persistence.writer import BatchWriter
+    from runtime.platform.consul import ConsulLink
+    from runtime.platform.dbcreds import DatabaseCredentials
+    from runtime.platform.vault import KeyProvider
 
-TICK_TO_INTENT_BUCKETS_S: Final = (
-    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3,
-)  # fmt: skip
-"""Upper bounds of ``arbfleet_tick_to_intent_seconds``, as the metrics contract lists them."""
+
+class Observed(Protocol):
+    """What the collector reads: the engine and the parts the node wired around it."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def keys(self) -> KeyProvider | None: ...
+
+    @property
+    def db_credentials(self) -> DatabaseCredentials | None: ...
+
+    @property
+    def writer(self) -> BatchWriter | None: ...
+
+    @property
+    def consul(self) -> ConsulLink | None: ...
 
 
 def _instrument(symbol: str) -> str:
@@ -43,8 +63,9 @@ def _instrument(symbol: str) -> str:
 
 
 class EngineCollector(Collector):
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, node: Observed) -> None:
+        self._node = node
+        self._engine = node.engine
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -255,7 +276,7 @@ class EngineCollector(Collector):
 
     def _exchange_keys(self) -> Iterator[Metric]:
         """Key version in use and its age per account, and the TTL of every Vault lease."""
-        keys, database = self._engine.keys, self._engine.db_credentials
+        keys, database = self._node.keys, self._node.db_credentials
         if keys is None and database is None:
             return
         version = GaugeMetricFamily(
@@ -284,7 +305,7 @@ class EngineCollector(Collector):
 
     def _writer(self) -> Iterator[Metric]:
         """The database writer: back-pressure (queue depth, spill) and throughput."""
-        writer = self._engine.persistence.writer
+        writer = self._node.writer
         depth = GaugeMetricFamily(
             "arbfleet_writer_queue_depth", "Rows waiting in the writer's queue", labels=["table"]
         )
@@ -304,7 +325,7 @@ class EngineCollector(Collector):
 
     def _consul(self) -> Iterator[Metric]:
         """The state of the "can trade" TTL check last sent to Consul (when Consul is on)."""
-        link = self._engine.consul
+        link = self._node.consul
         if link is None:
             return
         state = GaugeMetricFamily(
@@ -317,10 +338,10 @@ class EngineCollector(Collector):
         yield state
 
 
-def engine_registry(engine: Engine) -> CollectorRegistry:
+def engine_registry(node: Observed) -> CollectorRegistry:
     """A registry of its own per engine (so tests can run several), with process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(engine))
+    registry.register(EngineCollector(node))
     ProcessCollector(registry=registry)
     return registry
 

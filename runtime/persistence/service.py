@@ -1,15 +1,17 @@
-"""Persistence as the engine sees it: a few synchronous hooks, and start/reconcile/stop.
+"""Persistence as the engine sees it: a few synchronous hooks, and restore/start/reconcile/stop.
 
 The engine calls ``before_send`` with every batch of intents that passed the risk guards (the
 intents are in the journal, on disk, when it returns; if they cannot be, it returns the reason
 and the engine blocks them), and ``on_fill``, ``on_result`` and ``on_opportunity`` as executors
 and strategies report. None of these waits on the network: rows go to the writer's queue.
 
-``start`` restores state before the first event: the accounts from the journal's newest
-checkpoint plus the fills after it, or (no journal state, e.g. a new node) from the Redis
-snapshot; plugin state from the snapshot; the rows of every outcome still in the journal are
-written again (keys make that harmless). ``reconcile`` then asks the venue about every order
-sent but never reported, and reports what the venue says through the executor's usual path.
+``restore`` returns the state to put back before the first event (the node applies it to the
+engine): the accounts from the journal's newest checkpoint plus the fills after it, or (no
+journal state, e.g. a new node) from the Redis snapshot; plugin state from the snapshot.
+``start`` then writes the rows of every outcome still in the journal again (keys make that
+harmless) and starts the background tasks, reading the engine through a read-only view.
+``reconcile`` asks the venue about every order sent but never reported, and reports what the
+venue says through the executor's usual path.
 ``stop`` snapshots to Redis, checkpoints the journal and closes the writer within the deadline.
 
 Background tasks: a Redis snapshot every ``redis.snapshot_interval_s``, a journal checkpoint
@@ -26,16 +28,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final, Protocol
 
 import asyncpg
 from loguru import logger
 
 from runtime.core.errors import ConfigError, PersistenceError
+from runtime.core.events import BookTicker
 from runtime.core.logging import BoundedLog
 from runtime.core.orders import Fill, Opportunity, OrderIntent, OrderResult, new_session
+from runtime.core.restoration import Account, Restoration
 from runtime.persistence.admin import run_maintenance, run_migrations
 from runtime.persistence.journal import (
     AccountState,
@@ -46,6 +50,7 @@ from runtime.persistence.journal import (
     Replay,
     later_session,
 )
+from runtime.persistence.settings import JournalConfig, PostgresConfig, RedisConfig
 from runtime.persistence.snapshots import Restored, SnapshotStore, StrategySnapshot
 from runtime.persistence.tables import (
     event_row,
@@ -56,37 +61,82 @@ from runtime.persistence.tables import (
 )
 from runtime.persistence.writer import BatchWriter
 
-if TYPE_CHECKING:
-    from runtime.config import EngineConfig
-    from runtime.engine.engine import Engine
-
 OPPORTUNITY_LINK_NS: Final = 1_000_000_000
 """An order acts on its strategy's latest opportunity if it was created within this of it."""
 RECONCILE_RETRY_S: Final = 10.0
 
 
-def spill_dir(config: EngineConfig) -> Path:
-    if config.postgres.spill_dir is not None:
-        return config.postgres.spill_dir
-    if config.journal.dir is not None:
-        return config.journal.dir / "spill"
+def spill_dir(postgres: PostgresConfig, journal: JournalConfig) -> Path:
+    if postgres.spill_dir is not None:
+        return postgres.spill_dir
+    if journal.dir is not None:
+        return journal.dir / "spill"
     raise ConfigError(
         "postgres.spill_dir: required when postgres is configured without journal.dir "
         "(rows spill there while the database is unreachable)"
     )
 
 
+class Portfolio(Protocol):
+    """What persistence reads of the engine's portfolio (runtime.trading.portfolio)."""
+
+    @property
+    def fees_paid(self) -> Mapping[str, Mapping[str, float]]: ...
+
+    @property
+    def fills(self) -> Mapping[str, int]: ...
+
+    def strategies(self) -> Iterable[str]: ...
+
+    def account(self, strategy: str) -> Mapping[tuple[str, str], float]: ...
+
+    def position(self, strategy: str, venue: str, asset: str) -> float: ...
+
+
+class TradingView(Protocol):
+    """The running engine, read-only, as persistence sees it (runtime.engine.engine.EngineView)."""
+
+    @property
+    def session(self) -> str: ...
+
+    @property
+    def portfolio(self) -> Portfolio: ...
+
+    def strategy_names(self) -> list[str]: ...
+
+    def top(self, venue: str, symbol: str) -> BookTicker | None: ...
+
+    def markets(self) -> list[tuple[str, str]]: ...
+
+    def pnl(self, strategy: str) -> float | None: ...
+
+    def save_state(self, strategy: str) -> Any: ...
+
+
+Recover = Callable[[OrderIntent, float], Awaitable[bool]]
+"""The executor's ``recover``: asks the venue about one order; True once the venue answered."""
+
+
 class Persistence:
     """See the module docstring."""
 
-    def __init__(self, config: EngineConfig, *, clock_ns: Callable[[], int] = time.time_ns):
-        self._config = config
+    def __init__(
+        self,
+        postgres: PostgresConfig,
+        redis: RedisConfig,
+        journal: JournalConfig,
+        *,
+        dynamic_users: bool = False,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ):
+        self._postgres, self._redis, self._journal_settings = postgres, redis, journal
+        self._dynamic_users = dynamic_users
+        """PostgreSQL users come from the secrets store: the DSN names none until the first."""
         self._clock_ns = clock_ns
-        journal = config.journal
         self.journal = OrderJournal(journal.dir, fsync=journal.fsync) if journal.dir else None
         self.replay = self.journal.replay() if self.journal is not None else Replay()
-        self.writer = self._build_writer(config) if config.postgres.enabled else None
-        self.snapshots = self._build_snapshots(config) if config.redis.enabled else None
+        self.writer = self._build_writer(postgres, journal) if postgres.enabled else None
+        self.snapshots = self._build_snapshots(redis) if redis.enabled else None
         self.active = any(p is not None for p in (self.journal, self.writer, self.snapshots))
         self.session = later_session(new_session(), self.replay.last_session)
         """This run's session: after every session the journal has seen (runtime.core.orders)."""
@@ -95,8 +145,8 @@ class Persistence:
         self.unrestored = ""
         """Why state that should have been restored was not: the engine runs on start balances."""
         self.problems: list[str] = []
-        self.migrations_pending = config.postgres.migrate_on_start
-        self._engine: Engine | None = None
+        self.migrations_pending = postgres.migrate_on_start
+        self._engine: TradingView | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._open: dict[str, OrderSent] = {}
         self._fills: dict[str, list[Fill]] = {}
@@ -105,11 +155,10 @@ class Persistence:
         self._journal_errors = BoundedLog()
 
     @staticmethod
-    def _build_writer(config: EngineConfig) -> BatchWriter:
-        settings = config.postgres
+    def _build_writer(settings: PostgresConfig, journal: JournalConfig) -> BatchWriter:
         return BatchWriter(
             settings.resolve_dsn(),
-            spill_dir(config),
+            spill_dir(settings, journal),
             batch_rows=settings.batch_rows,
             flush_interval_s=settings.flush_interval_ms / 1000.0,
             memory_rows=settings.memory_rows,
@@ -117,8 +166,7 @@ class Persistence:
         )
 
     @staticmethod
-    def _build_snapshots(config: EngineConfig) -> SnapshotStore:
-        settings = config.redis
+    def _build_snapshots(settings: RedisConfig) -> SnapshotStore:
         return SnapshotStore(
             settings.resolve_url(),
             settings.environment,
@@ -194,7 +242,7 @@ class Persistence:
 
     def _record_tick(self, venue: str, symbol: str) -> None:
         assert self._engine is not None and self.writer is not None
-        top = self._engine.books.top(venue, symbol)
+        top = self._engine.top(venue, symbol)
         if top is None or self._ticks_recorded.get((venue, symbol)) == top.local_ts_ns:
             return
         self._ticks_recorded[(venue, symbol)] = top.local_ts_ns
@@ -202,43 +250,58 @@ class Persistence:
 
     def _sample_ticks(self) -> None:
         assert self._engine is not None
-        for venue, tops in self._engine.books.tops.items():
-            for symbol in list(tops):
-                self._record_tick(venue, symbol)
+        for venue, symbol in self._engine.markets():
+            self._record_tick(venue, symbol)
 
     def _record_positions(self) -> None:
         engine, writer = self._engine, self.writer
         assert engine is not None and writer is not None
         now = self._clock_ns()
         portfolio = engine.portfolio
-        for safe in engine.strategies:
-            for (venue, asset), balance in portfolio.account(safe.name).items():
-                position = portfolio.position(safe.name, venue, asset)
-                writer.put("position_snapshots", (now, safe.name, venue, asset, balance, position))
-            writer.put("pnl_snapshots", (now, safe.name, portfolio.pnl(safe.name, engine.prices)))
+        for name in engine.strategy_names():
+            for (venue, asset), balance in portfolio.account(name).items():
+                position = portfolio.position(name, venue, asset)
+                writer.put("position_snapshots", (now, name, venue, asset, balance, position))
+            writer.put("pnl_snapshots", (now, name, engine.pnl(name)))
 
     def event(self, kind: str, detail: str) -> None:
         """A row in ``system_events`` (if there is a database), from this deployment: engines of
         several deployments share one database."""
         if self.writer is not None:
-            source = self._config.redis.deployment
+            source = self._redis.deployment
             self.writer.put("system_events", event_row(self._clock_ns(), source, kind, detail))
 
-    # --- start --------------------------------------------------------------------------------
+    # --- restore and start -------------------------------------------------------------------
 
-    async def start(self, engine: Engine) -> None:
-        """Restore state and start the background tasks; before strategies start."""
+    async def restore(self, strategies: list[str]) -> Restoration:
+        """What to put back before the first event (see the module docstring); the session to
+        run under included. Starts the writer, so the journal's rows can be written again."""
+        if not self.active:
+            return Restoration(self.session)
+        if self.writer is not None:
+            await self._start_writer()
+        restored = await self._load_snapshots(strategies)
+        accounts, fills = self._restore_accounts(restored)
+        if self.journal is None:  # without a journal, the snapshots' sessions are the newest
+            for snapshot in restored.snapshots.values():
+                self.session = later_session(self.session, snapshot.session)
+        self._report_problems(restored)
+        states = {
+            name: snapshot.state
+            for name, snapshot in restored.snapshots.items()
+            if snapshot.state is not None
+        }
+        in_doubt = [order.intent for order in self.in_doubt.values()]
+        return Restoration(self.session, accounts, fills, states, in_doubt)
+
+    async def start(self, engine: TradingView) -> None:
+        """Start keeping the running engine's state: after ``restore`` was applied to it."""
         self._engine = engine
         if not self.active:
             return
-        if self.writer is not None:
-            await self._start_writer()
-        restored = await self._load_snapshots(engine)
-        self._restore_accounts(engine, restored)
-        self._restore_strategy_state(engine, restored)
-        self._report_problems(restored)
         self._rewrite_journaled_rows()
-        self._hold_in_doubt(engine)
+        for order in self.in_doubt.values():
+            self._open[order.intent.client_order_id] = order
         if self.journal is not None:
             older = self.journal.rotate(self._checkpoint_now())
             self.journal.start_session(engine.session, self._clock_ns())
@@ -249,7 +312,7 @@ class Persistence:
     async def _start_writer(self) -> None:
         assert self.writer is not None
         # With users from Vault, the DSN names no user until the first one arrives.
-        if self._config.vault.database_mount is None and self.migrations_pending:
+        if not self._dynamic_users and self.migrations_pending:
             try:
                 await self._migrate(self.writer.dsn)
             except PersistenceError as exc:
@@ -268,57 +331,37 @@ class Persistence:
 
     async def _migrate(self, dsn: str) -> None:
         try:
-            report = await run_migrations(dsn, self._config.postgres)
+            report = await run_migrations(dsn, self._postgres)
         except (OSError, TimeoutError, asyncpg.PostgresError, PersistenceError) as exc:
             raise PersistenceError(f"migrations on start failed: {exc}") from exc
         self.migrations_pending = False
         logger.info(str(report))
 
-    async def _load_snapshots(self, engine: Engine) -> Restored:
+    async def _load_snapshots(self, strategies: list[str]) -> Restored:
         if self.snapshots is None:
             return Restored()
-        return await self.snapshots.load(safe.name for safe in engine.strategies)
+        return await self.snapshots.load(strategies)
 
-    def _restore_accounts(self, engine: Engine, restored: Restored) -> None:
+    def _restore_accounts(self, restored: Restored) -> tuple[dict[str, Account], list[Fill]]:
         replay = self.replay
+        accounts: dict[str, Account] = {}
+        fills: list[Fill] = []
         if replay.checkpoint is not None:
-            for strategy, account in replay.checkpoint.accounts.items():
-                balances = {(venue, asset): x for venue, asset, x in account.balances}
-                engine.portfolio.restore(strategy, balances, account.fees, account.fills)
-            for fill in replay.fills:
-                engine.portfolio.apply_fill(fill)
+            for strategy, state in replay.checkpoint.accounts.items():
+                balances = {(venue, asset): x for venue, asset, x in state.balances}
+                accounts[strategy] = Account(balances, state.fees, state.fills)
+            fills = list(replay.fills)
             self.restored_from = "journal"
         elif restored.snapshots:
             for strategy, snapshot in restored.snapshots.items():
-                self._restore_from_snapshot(engine, strategy, snapshot)
+                if snapshot.balances is not None:
+                    balances = {(venue, asset): x for venue, asset, x in snapshot.balances}
+                    accounts[strategy] = Account(balances, snapshot.fees, snapshot.fills)
+                for intent in snapshot.open_orders or ():
+                    self.in_doubt[intent.client_order_id] = OrderSent(intent)
             self.restored_from = "redis"
         self.in_doubt.update(replay.open_orders)
-
-    def _restore_from_snapshot(
-        self, engine: Engine, strategy: str, snapshot: StrategySnapshot
-    ) -> None:
-        if snapshot.balances is not None:
-            balances = {(venue, asset): x for venue, asset, x in snapshot.balances}
-            engine.portfolio.restore(strategy, balances, snapshot.fees, snapshot.fills)
-        for intent in snapshot.open_orders or ():
-            self.in_doubt[intent.client_order_id] = OrderSent(intent)
-        if self.journal is None:
-            self._adopt_later_session(engine, snapshot.session)
-
-    def _adopt_later_session(self, engine: Engine, seen: str) -> None:
-        """Without a journal, the snapshot's session is the newest known: order ids of this run
-        must not repeat that run's (a restart within the same second)."""
-        session = later_session(engine.session, seen)
-        if session != engine.session:
-            engine.session = session
-            for safe in engine.strategies:
-                safe.strategy.fleet_context.session = session
-
-    def _restore_strategy_state(self, engine: Engine, restored: Restored) -> None:
-        for safe in engine.strategies:
-            snapshot = restored.snapshots.get(safe.name)
-            if snapshot is not None and snapshot.state is not None:
-                safe.restore_state(snapshot.state)
+        return accounts, fills
 
     def _report_problems(self, restored: Restored) -> None:
         if restored.unreachable and not self.restored_from:
@@ -344,34 +387,27 @@ class Persistence:
             for number, fill in enumerate(done.fills, start=1):
                 self.writer.put("fills", fill_row(fill, number))
 
-    def _hold_in_doubt(self, engine: Engine) -> None:
-        for order in self.in_doubt.values():
-            self._open[order.intent.client_order_id] = order
-            engine.risk.order_opened(order.intent)
-
-    def _start_detail(self, engine: Engine) -> str:
+    def _start_detail(self, engine: TradingView) -> str:
         source = self.restored_from or "nothing to restore"
         return f"session {engine.session}; state from {source}; {len(self.in_doubt)} in doubt"
 
     # --- reconcile ----------------------------------------------------------------------------
 
-    async def reconcile(self, engine: Engine) -> None:
+    async def reconcile(self, recover: Recover) -> None:
         """Ask the venue about every order in doubt; report what it says; never resend.
         Orders the venue could not be asked about are asked again every ``RETRY_S``."""
         if not self.in_doubt:
             return
         logger.info(f"reconciling {len(self.in_doubt)} orders sent before the restart")
-        await self._ask_venue(engine)
+        await self._ask_venue(recover)
         if self.in_doubt:
             logger.error(f"{len(self.in_doubt)} orders still in doubt: the venue was not asked")
-            self._every("reconcile-retry", RECONCILE_RETRY_S, lambda: self._ask_venue(engine))
+            self._every("reconcile-retry", RECONCILE_RETRY_S, lambda: self._ask_venue(recover))
 
-    async def _ask_venue(self, engine: Engine) -> None:
+    async def _ask_venue(self, recover: Recover) -> None:
         orders = list(self.in_doubt.values())
-        settle_s = self._config.journal.settle_s
-        answered = await asyncio.gather(
-            *(engine.executor.recover(order.intent, settle_s) for order in orders)
-        )
+        settle_s = self._journal_settings.settle_s
+        answered = await asyncio.gather(*(recover(order.intent, settle_s) for order in orders))
         for order, known in zip(orders, answered, strict=True):
             order_id = order.intent.client_order_id
             if known:
@@ -410,8 +446,7 @@ class Persistence:
         assert engine is not None
         now, portfolio = self._clock_ns(), engine.portfolio
         snapshots = {}
-        for safe in engine.strategies:
-            name = safe.name
+        for name in engine.strategy_names():
             account = portfolio.account(name)
             positions = [(v, a, portfolio.position(name, v, a)) for v, a in account]
             snapshots[name] = StrategySnapshot(
@@ -422,8 +457,8 @@ class Persistence:
                 fees=dict(portfolio.fees_paid.get(name, {})),
                 fills=portfolio.fills.get(name, 0),
                 open_orders=[o.intent for o in self._open.values() if o.intent.strategy == name],
-                pnl=portfolio.pnl(name, engine.prices),
-                state=safe.save_state(),
+                pnl=engine.pnl(name),
+                state=engine.save_state(name),
             )
         return snapshots
 
@@ -432,14 +467,14 @@ class Persistence:
 
     async def _maintain(self) -> None:
         assert self.writer is not None
-        report = await run_maintenance(self.writer.dsn, self._config.postgres)
+        report = await run_maintenance(self.writer.dsn, self._postgres)
         if report.created or report.dropped:
             logger.info(f"partition maintenance: {report}")
 
     # --- background tasks -----------------------------------------------------------------------
 
     def _start_tasks(self) -> None:
-        postgres, redis, journal = self._config.postgres, self._config.redis, self._config.journal
+        postgres, redis, journal = self._postgres, self._redis, self._journal_settings
         if self.snapshots is not None:
             self._every("redis-snapshots", redis.snapshot_interval_s, self.save_snapshot)
         if self.journal is not None:

@@ -39,28 +39,25 @@ import asyncio
 import base64
 import contextlib
 import datetime
-import getpass
 import json
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 import aiohttp
+import pydantic
 from loguru import logger
+from pydantic import PositiveFloat, PositiveInt
 
 from runtime.core.errors import ArbfleetError, ConfigError
 from runtime.core.logging import redact, register_secret
-
-if TYPE_CHECKING:
-    import argparse
-
-    from runtime.config import ConsulConfig, EngineConfig
-    from runtime.engine.engine import Engine
+from runtime.core.settings import Frozen
 
 Status: TypeAlias = Literal["passing", "warning", "critical"]
 STATES: Final[tuple[Status, ...]] = ("passing", "warning", "critical")
@@ -69,6 +66,65 @@ CHECK_NAME: Final = "can-trade"
 MAX_OUTPUT: Final = 4000
 """Consul keeps at most 4 KiB of a check's output."""
 DEFAULT_ADDRESS: Final = "http://127.0.0.1:8500"
+
+
+class ConsulConfig(Frozen):
+    """The "can trade" TTL check, account locks and kill switch in Consul
+    (runtime/platform/consul.py). Off unless ``enabled``: the demo and embedded defaults run
+    without Consul."""
+
+    enabled: bool = False
+    address: str = "http://127.0.0.1:8500"
+    token_file: Path | None = None
+    """A Consul ACL token (with ACLs on): service, session and key write on the engine's keys."""
+    service: str = "arbfleet-engine-ttl"
+    """Service the engine registers itself as (not Nomad's ``arbfleet-engine``: see consul.py)."""
+    service_id: str | None = None
+    """None: ``<service>-<Nomad allocation id>``, else host, pid and a random suffix."""
+    check_ttl_s: PositiveFloat = 10.0
+    refresh_fraction: float = pydantic.Field(default=1 / 3, gt=0.0, lt=1.0)
+    """The TTL is refreshed every ``check_ttl_s * refresh_fraction`` (and on every change)."""
+    deregister_critical_after_s: float = pydantic.Field(default=60.0, ge=60.0)
+    """Consul removes an instance whose check stays critical this long (a killed engine's)."""
+    max_spill_bytes: PositiveInt = 1 << 30
+    """The writer's spill past this is critical: buffering beyond its bound."""
+    lock: bool = True
+    """Hold a lock per exchange account while trading (single writer)."""
+    accounts: dict[str, str] = pydantic.Field(default_factory=dict)
+    """venue -> account to lock; empty: ``vault.accounts``; both empty: nothing to lock."""
+    lock_prefix: str = "arbfleet/locks/accounts"
+    session_ttl_s: float = pydantic.Field(default=15.0, ge=10.0, le=86_400.0)
+    lock_delay_s: float = pydantic.Field(default=15.0, ge=0.0, le=60.0)
+    """After a holder's session is invalidated, nobody may take its locks for this long."""
+    retry_s: PositiveFloat = 1.0
+    kill_switch_key: str = "arbfleet/kill-switch"
+
+
+class Switch(Protocol):
+    """The engine's kill switch, as the link flips it (runtime.trading.risk.KillSwitch)."""
+
+    reason: str | None
+
+    def engage(self, reason: str) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class Linked(Protocol):
+    """What the link reads of the node it reports for (runtime.node.Node)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def health_url(self) -> str: ...
+
+    @property
+    def kill_switch(self) -> Switch: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def spill_bytes(self) -> int: ...
 
 
 class ConsulError(ArbfleetError):
@@ -291,7 +347,7 @@ class SessionLocks:
         return index
 
     async def _acquire(self, lock: AccountLock, session: str) -> None:
-        value = json.dumps({**self._owner, "since": _now_iso()})
+        value = json.dumps({**self._owner, "since": now_iso()})
         if await self._api.put_kv(lock.key, value, acquire=session):
             lock.session = session
             lock.waiting_for = ""
@@ -333,7 +389,7 @@ class SessionLocks:
         self.session = None
 
 
-def _now_iso() -> str:
+def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
@@ -354,7 +410,7 @@ class ConsulLink:
         self._accounts = accounts
         self.needs_lock = settings.lock and bool(accounts)
         self._token = read_token(settings)  # a missing token file fails at start, not later
-        self._engine: Engine | None = None
+        self._node: Linked | None = None
         self._http: aiohttp.ClientSession | None = None
         self._api: ConsulApi | None = None
         self.locks: SessionLocks | None = None
@@ -403,8 +459,8 @@ class ConsulLink:
 
     # -- lifecycle --
 
-    async def start(self, engine: Engine) -> None:
-        self._engine = engine
+    async def start(self, node: Linked) -> None:
+        self._node = node
         self._http = aiohttp.ClientSession()
         self._api = ConsulApi(self.settings.address, self._http, self._token)
         owner = {
@@ -450,8 +506,8 @@ class ConsulLink:
 
     def check_status(self) -> tuple[Status, str]:
         """(status, output) from the engine's own health report; see the module docstring."""
-        assert self._engine is not None
-        report = self._engine.health()
+        assert self._node is not None
+        report = self._node.health()
         critical = list(report["reasons"]) + self._over_bounds()
         if critical:
             return "critical", redact("cannot trade: " + "; ".join(critical))[:MAX_OUTPUT]
@@ -464,23 +520,23 @@ class ConsulLink:
         return "passing", f"can trade: feeds fresh ({feeds}), loop lag ok, account locks: {locks}"
 
     def _over_bounds(self) -> list[str]:
-        assert self._engine is not None
-        writer = self._engine.persistence.writer
-        if writer is not None and writer.spill.bytes > self.settings.max_spill_bytes:
-            return [f"writer spill {writer.spill.bytes} bytes over {self.settings.max_spill_bytes}"]
+        assert self._node is not None
+        spilled = self._node.spill_bytes()
+        if spilled > self.settings.max_spill_bytes:
+            return [f"writer spill {spilled} bytes over {self.settings.max_spill_bytes}"]
         return []
 
     async def _register(self) -> None:
-        assert self._engine is not None and self._api is not None
-        where = urlsplit(self._engine.health_url or "http://127.0.0.1:0")
+        assert self._node is not None and self._api is not None
+        where = urlsplit(self._node.health_url or "http://127.0.0.1:0")
         settings = self.settings
         body = {
             "ID": self.service_id,
             "Name": settings.service,
             "Address": where.hostname or "127.0.0.1",
             "Port": where.port or 0,
-            "Tags": ["arbfleet", self._engine.config.mode],
-            "Meta": {"deployment": self.deployment, "mode": self._engine.config.mode},
+            "Tags": ["arbfleet", self._node.mode],
+            "Meta": {"deployment": self.deployment, "mode": self._node.mode},
             "Check": {
                 "CheckID": self.check_id,
                 "Name": "can trade",
@@ -540,8 +596,8 @@ class ConsulLink:
             self.kill_switch_read = True
 
     def _apply_kill_switch(self, value: str | None) -> None:
-        assert self._engine is not None
-        switch = self._engine.kill_switch
+        assert self._node is not None
+        switch = self._node.kill_switch
         if value is None:
             if self._kill_reason is not None and switch.reason == self._kill_reason:
                 switch.release()
@@ -576,70 +632,3 @@ def read_token(settings: ConsulConfig) -> str | None:
         raise ConfigError(f"consul.token_file: cannot read {settings.token_file}: {exc}") from exc
     register_secret(token)
     return token or None
-
-
-def consul_link(config: EngineConfig) -> ConsulLink | None:
-    """The engine's Consul side when ``[consul] enabled``; None runs without Consul."""
-    settings = config.consul
-    if not settings.enabled:
-        return None
-    accounts = dict(settings.accounts or config.vault.accounts)
-    return ConsulLink(settings, accounts, config.redis.deployment)
-
-
-# --- arbfleet halt / resume ----------------------------------------------------------------
-
-
-def _add_target(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--consul",
-        default=os.environ.get("CONSUL_HTTP_ADDR", DEFAULT_ADDRESS),
-        help="Consul address (default: $CONSUL_HTTP_ADDR, else the local agent)",
-    )
-    from runtime.config import ConsulConfig  # the engines' own default: one key, one place
-
-    default_key = ConsulConfig.model_fields["kill_switch_key"].default
-    parser.add_argument("--key", default=default_key, help="the kill switch's KV key")
-
-
-def add_halt(subparsers: Any) -> None:
-    parser = subparsers.add_parser("halt", help="engage the cluster-wide kill switch (Consul KV)")
-    parser.add_argument("--reason", required=True, help="why: shown in every engine's health")
-    parser.add_argument("--who", default=f"{getpass.getuser()}@{socket.gethostname()}")
-    _add_target(parser)
-    parser.set_defaults(handler=_halt)
-
-
-def add_resume(subparsers: Any) -> None:
-    parser = subparsers.add_parser("resume", help="release the cluster-wide kill switch")
-    _add_target(parser)
-    parser.set_defaults(handler=_resume)
-
-
-async def _with_api(address: str, action: Callable[[ConsulApi], Awaitable[None]]) -> None:
-    token = os.environ.get("CONSUL_HTTP_TOKEN")  # the consul CLI's variable
-    async with aiohttp.ClientSession() as http:
-        try:
-            await action(ConsulApi(address, http, token))
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ArbfleetError(f"consul at {address} unreachable: {exc!r}") from exc
-
-
-def _halt(args: argparse.Namespace) -> int:
-    value = json.dumps({"reason": args.reason, "who": args.who, "when": _now_iso()})
-
-    async def put(api: ConsulApi) -> None:
-        await api.put_kv(args.key, value)
-
-    asyncio.run(_with_api(args.consul, put))
-    print(f"kill switch engaged at {args.consul} {args.key}: {describe_kill_switch(value)}")
-    return 0
-
-
-def _resume(args: argparse.Namespace) -> int:
-    async def delete(api: ConsulApi) -> None:
-        await api.delete_kv(args.key)
-
-    asyncio.run(_with_api(args.consul, delete))
-    print(f"kill switch released at {args.consul} {args.key}")
-    return 0

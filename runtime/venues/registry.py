@@ -11,7 +11,7 @@ from runtime.core.errors import ConfigError
 from runtime.core.events import DepthUpdate
 from runtime.core.frames import DropCounter, FrameHandler, Parser
 from runtime.core.instruments import instrument, symbol_map
-from runtime.engine.plugins import Subscription
+from runtime.core.subscriptions import Subscription
 from runtime.venues.base import RestLimiter, WebsocketFeed
 from runtime.venues.binance import feed as binance
 from runtime.venues.upbit import feed as upbit

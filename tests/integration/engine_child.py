@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import PositiveFloat, PositiveInt
 
-from runtime.cli.main import _until_signalled
 from runtime.config import load_config
 from runtime.core.events import Side
 from runtime.core.logging import configure
 from runtime.core.orders import OrderIntent
-from runtime.engine.engine import Engine
-from runtime.engine.plugins import PluginInfo, Strategy, StrategyConfig, Subscription, discover
+from runtime.engine.plugins import PluginInfo, discover
+from runtime.node import Node, serve
+from runtime.sdk import Strategy, StrategyConfig, Subscription
 
 
 class BurstConfig(StrategyConfig):
@@ -66,8 +66,8 @@ def main(argv: list[str]) -> int:
     configure(config.log_level, stream=sys.stderr)
     registry = discover()
     registry.plugins["burst"] = PluginInfo("burst", Burst, "tests.integration.engine_child")
-    engine = Engine(config, registry)
-    asyncio.run(_until_signalled(engine, None, None))
+    node = Node(config, registry)
+    asyncio.run(serve(node, None, None))
     return 0
 
 

@@ -25,6 +25,7 @@ from runtime.config import load_config
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
 from runtime.engine.engine import Engine
+from runtime.node import Node
 from tests.integration.polling import until
 from tests.stack_plugin import Consul
 
@@ -74,10 +75,11 @@ def settings(consul: Consul, names: Names, **extra: Any) -> dict[str, Any]:
 class Running:
     """An engine with Consul on, running against the simulator until ``close()``."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.engine = node.engine
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(engine.run(self.stop))
+        self.task = asyncio.create_task(node.run(self.stop))
 
     async def close(self) -> None:
         self.stop.set()
@@ -89,8 +91,8 @@ async def start(sim: ExchangeSimulator, consul_settings: dict[str, Any], **over:
     base["consul"] = consul_settings
     base["paper"] = {"latency_ms": 0.0, "latency_jitter_ms": 0.0}
     base.update(over)
-    running = Running(Engine(load_config(env={}, overrides=base)))
-    await running.engine.ready.wait()
+    running = Running(Node(load_config(env={}, overrides=base)))
+    await running.node.ready.wait()
     return running
 
 
@@ -102,19 +104,19 @@ def fills(engine: Engine) -> int:
     return sum(stats.fills for stats in engine.stats.by_strategy.values())
 
 
-def check(consul: Consul, engine: Engine) -> dict[str, Any] | None:
+def check(consul: Consul, node: Node) -> dict[str, Any] | None:
     """The engine's "can trade" check as the Consul agent reports it (None: not registered).
 
     The agent's view, not the catalog's: Consul copies a change of output alone (critical for
     a new reason) to the catalog only every ``check_update_interval`` (5 min); a change of
     status goes at once."""
-    assert engine.consul is not None
-    found = consul.get("agent/checks").get(engine.consul.check_id)
+    assert node.consul is not None
+    found = consul.get("agent/checks").get(node.consul.check_id)
     return dict(found) if found is not None else None
 
 
-def check_is(consul: Consul, engine: Engine, status: str, *words: str) -> bool:
-    found = check(consul, engine)
+def check_is(consul: Consul, node: Node, status: str, *words: str) -> bool:
+    found = check(consul, node)
     return (
         found is not None
         and found["Status"] == status
@@ -147,24 +149,24 @@ async def test_the_check_passes_goes_critical_naming_a_stalled_venue_and_goes_on
     for venue in venues.values():
         venue["stale_after_s"] = 0.5
     running = await start(simulator, settings(consul, names), venues=venues)
-    engine = running.engine
+    node = running.node
     try:
-        await until(lambda: check_is(consul, engine, "passing", "can trade"), 30, "passing")
+        await until(lambda: check_is(consul, node, "passing", "can trade"), 30, "passing")
         simulator.stalled.add("binance")
         await until(
-            lambda: check_is(consul, engine, "critical", "feed binance stale"), 30, "critical"
+            lambda: check_is(consul, node, "critical", "feed binance stale"), 30, "critical"
         )
-        found = check(consul, engine)
+        found = check(consul, node)
         assert found is not None and "upbit" not in found["Output"]  # names only the stale one
-        status, body = await get(f"{engine.health_url}/health")
-        _, metrics = await get(f"{engine.health_url}/metrics")
+        status, body = await get(f"{node.health_url}/health")
+        _, metrics = await get(f"{node.health_url}/metrics")
         simulator.stalled.clear()
-        await until(lambda: check_is(consul, engine, "passing"), 30, "passing again")
+        await until(lambda: check_is(consul, node, "passing"), 30, "passing again")
     finally:
         await running.close()
     assert status == 200 and json.loads(body)["can_trade"] is False  # alive, cannot trade
     assert 'arbfleet_consul_check_state{check="can-trade",state="critical"} 1.0' in metrics
-    assert check(consul, engine) is None  # deregistered on shutdown
+    assert check(consul, node) is None  # deregistered on shutdown
     assert consul.get(f"catalog/service/{names.service}") == []
 
 
@@ -178,8 +180,8 @@ async def test_two_engines_on_one_account_only_one_trades_and_the_other_takes_ov
         holder = lock_session(consul, names)
         second = await start(simulator, settings(consul, names))
         waiting = f"waiting for account lock binance/main held by session {holder}"
-        await until(lambda: waiting in str(second.engine.health()["reasons"]), 30, "the wait")
-        await until(lambda: check_is(consul, second.engine, "critical", waiting), 30, "check")
+        await until(lambda: waiting in str(second.node.health()["reasons"]), 30, "the wait")
+        await until(lambda: check_is(consul, second.node, "critical", waiting), 30, "check")
         traded = fills(first.engine)
         await until(lambda: fills(first.engine) > traded + 2, 30, "the first to go on")
         blocked = {s.last_blocked for s in second.engine.stats.by_strategy.values()}
@@ -199,12 +201,13 @@ async def test_a_lost_lock_stops_trading_and_is_acquired_again(
     simulator: ExchangeSimulator, consul: Consul, names: Names
 ) -> None:
     running = await start(simulator, settings(consul, names, lock_delay_s=3.0))
-    engine = running.engine
+    node = running.node
+    engine = node.engine
     try:
         await until(lambda: fills(engine) > 0, 30, "trading")
         session = lock_session(consul, names)
         consul.http.put(f"{consul.address}/v1/session/destroy/{session}").raise_for_status()
-        await until(lambda: engine.consul and engine.consul.blocked(), 10, "the loss noticed")
+        await until(lambda: node.consul and node.consul.blocked(), 10, "the loss noticed")
         lost = "consul: account lock not held"
         await until(
             lambda: lost in {s.last_blocked for s in engine.stats.by_strategy.values()},
@@ -228,31 +231,31 @@ async def arbfleet(*args: str) -> str:
     return out.decode()
 
 
-async def every(engines: list[Engine], condition: Callable[[Engine], object], what: str) -> None:
-    for engine in engines:
-        await until(functools.partial(condition, engine), 30, what)
+async def every(nodes: list[Node], condition: Callable[[Node], object], what: str) -> None:
+    for node in nodes:
+        await until(functools.partial(condition, node), 30, what)
 
 
 async def test_arbfleet_halt_stops_every_engine_and_resume_lets_them_trade(
     simulator: ExchangeSimulator, consul: Consul, names: Names
 ) -> None:
     running = [await start(simulator, settings(consul, names, lock=False)) for _ in range(2)]
-    engines = [r.engine for r in running]
+    nodes = [r.node for r in running]
     target = ["--consul", consul.address, "--key", f"{names.prefix}/kill-switch"]
     try:
-        await every(engines, lambda e: fills(e) > 0, "trading")
+        await every(nodes, lambda n: fills(n.engine) > 0, "trading")
         said = await arbfleet("halt", "--reason", "venue outage drill", "--who", "ops", *target)
         entry = kv(consul, f"{names.prefix}/kill-switch")
         assert entry is not None
         stored = json.loads(base64.b64decode(entry["Value"]))
-        await every(engines, lambda e: e.kill_switch.engaged, "the kill switch")
-        await every(engines, lambda e: e.risk.blocked["kill_switch"] > 0, "orders blocked")
-        await every(engines, lambda e: check_is(consul, e, "critical", "drill"), "the check")
-        _, metrics = await get(f"{engines[0].health_url}/metrics")
+        await every(nodes, lambda n: n.engine.kill_switch.engaged, "the kill switch")
+        await every(nodes, lambda n: n.engine.risk.blocked["kill_switch"] > 0, "orders blocked")
+        await every(nodes, lambda n: check_is(consul, n, "critical", "drill"), "the check")
+        _, metrics = await get(f"{nodes[0].health_url}/metrics")
         await arbfleet("resume", *target)
-        await every(engines, lambda e: not e.kill_switch.engaged, "the release")
-        traded = {id(e): fills(e) for e in engines}
-        await every(engines, lambda e: fills(e) > traded[id(e)], "trading again")
+        await every(nodes, lambda n: not n.engine.kill_switch.engaged, "the release")
+        traded = {id(n): fills(n.engine) for n in nodes}
+        await every(nodes, lambda n: fills(n.engine) > traded[id(n)], "trading again")
     finally:
         for one in running:
             await one.close()
@@ -316,16 +319,17 @@ async def test_with_consul_unreachable_trading_lasts_only_as_long_as_the_session
     proxy = CuttableProxy(consul.address)
     await proxy.start()
     running = await start(simulator, settings(consul, names, address=proxy.address))
-    engine = running.engine
-    link = engine.consul
+    node = running.node
+    engine = node.engine
+    link = node.consul
     assert link is not None
     try:
         await until(lambda: fills(engine) > 0, 30, "trading")
         proxy.cut()
         await until(lambda: link.degraded() and link.blocked() is None, 30, "lock still valid")
         await until(lambda: link.blocked() == "consul: account lock not held", 30, "TTL run out")
-        assert "Consul unreachable past the session TTL" in str(engine.health()["reasons"])
-        await until(lambda: check_is(consul, engine, "critical", "TTL expired"), 30, "silent")
+        assert "Consul unreachable past the session TTL" in str(node.health()["reasons"])
+        await until(lambda: check_is(consul, node, "critical", "TTL expired"), 30, "silent")
         proxy.open = True
         traded = fills(engine)
         await until(lambda: fills(engine) > traded, 60, "trading once Consul is back")
@@ -340,17 +344,17 @@ async def test_an_instance_removed_from_consul_registers_again(
     """What happens after Consul's reaper removed an instance critical for longer than
     deregister_critical_service_after (a long halt), or after an agent restart."""
     running = await start(simulator, settings(consul, names, lock=False))
-    engine = running.engine
-    assert engine.consul is not None
-    service_id = engine.consul.service_id
+    node = running.node
+    assert node.consul is not None
+    service_id = node.consul.service_id
     try:
-        await until(lambda: check_is(consul, engine, "passing"), 30, "passing")
+        await until(lambda: check_is(consul, node, "passing"), 30, "passing")
         deregister = f"{consul.address}/v1/agent/service/deregister/{service_id}"
         consul.http.put(deregister, timeout=10).raise_for_status()
-        assert check(consul, engine) is None
-        await until(lambda: check_is(consul, engine, "passing"), 30, "registered again")
+        assert check(consul, node) is None
+        await until(lambda: check_is(consul, node, "passing"), 30, "registered again")
         registered = consul.get(f"agent/service/{service_id}")
     finally:
         await running.close()
     assert registered["Service"] == names.service
-    assert registered["Port"] == int(engine.health_url.rsplit(":", 1)[1])  # where /health is
+    assert registered["Port"] == int(node.health_url.rsplit(":", 1)[1])  # where /health is

@@ -17,7 +17,7 @@ from runtime.config import load_config
 from runtime.core.logging import configure
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.persistence.migrate import migrate
 from runtime.persistence.tables import event_row
 from runtime.persistence.writer import BatchWriter
@@ -140,21 +140,21 @@ async def test_the_engine_writes_as_vault_users_and_reports_the_lease(
         "database_mount": layout.db_mount,
         "database_role": layout.db_role,
     }
-    engine = Engine(load_config(env={}, overrides=base))
+    node = Node(load_config(env={}, overrides=base))
     stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
+    task = asyncio.create_task(node.run(stop))
     try:
-        await engine.ready.wait()
-        credentials = engine.db_credentials
+        await node.ready.wait()
+        credentials = node.db_credentials
         assert credentials is not None
         await wait_for(lambda: credentials.replacements >= 3, timeout_s=60)
-        health = json.loads(await get_text(f"{engine.health_url}/health"))
-        metrics = await get_text(f"{engine.health_url}/metrics")
+        health = json.loads(await get_text(f"{node.health_url}/health"))
+        metrics = await get_text(f"{node.health_url}/metrics")
     finally:
         stop.set()
         await task
         await sim.stop()
-    writer = engine.persistence.writer
+    writer = node.persistence.writer
     assert writer is not None
     ticks = await admin.fetchval("SELECT count(*) FROM ticks")
     await admin.close()

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from runtime.config import load_config
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from tests.integration.databases import create_database, drop_database
 from tests.integration.polling import until
 from tests.integration.test_writer import unreachable
@@ -30,12 +30,12 @@ def empty_database(postgres_dsn: str) -> Iterator[str]:
     drop_database(postgres_dsn, dsn)
 
 
-def engine_on(dsn: str, directory: Path, **postgres: Any) -> Engine:
+def node_on(dsn: str, directory: Path, **postgres: Any) -> Node:
     dsn_file = directory / "postgres.dsn"
     dsn_file.write_text(dsn)
     settings = {"dsn_file": dsn_file, "flush_interval_ms": 20, **postgres}
     overrides = {"paper": NO_LATENCY, "postgres": settings, "journal": {"dir": directory / "j"}}
-    return Engine(load_config(env={}, overrides=overrides))
+    return Node(load_config(env={}, overrides=overrides))
 
 
 async def fetch(dsn: str, query: str) -> list[tuple[Any, ...]]:
@@ -49,10 +49,10 @@ async def fetch(dsn: str, query: str) -> list[tuple[Any, ...]]:
 async def test_a_trade_leaves_its_tick_opportunity_orders_fills_and_positions(
     empty_database: str, tmp_path: Path
 ) -> None:
-    engine = engine_on(empty_database, tmp_path, migrate_on_start=True)
-    await engine.persistence.start(engine)
-    feed_dislocation(engine, premium=0.006)
-    await engine.persistence.stop(time.monotonic() + 30)
+    node = node_on(empty_database, tmp_path, migrate_on_start=True)
+    await node.restore()
+    feed_dislocation(node.engine, premium=0.006)
+    await node.persistence.stop(time.monotonic() + 30)
     orders = await fetch(
         empty_database,
         "SELECT o.venue, o.status, o.opportunity_ts = p.ts FROM orders o "
@@ -81,10 +81,10 @@ async def test_a_trade_leaves_its_tick_opportunity_orders_fills_and_positions(
 async def test_with_the_database_away_the_engine_trades_and_its_rows_wait_on_disk(
     empty_database: str, tmp_path: Path
 ) -> None:
-    away = engine_on(unreachable(empty_database), tmp_path, connect_timeout_s=0.5)
-    await away.persistence.start(away)
-    feed_dislocation(away, premium=0.006)
-    assert away.stats.by_strategy["xex-btc"].fills == 2  # trading did not wait
+    away = node_on(unreachable(empty_database), tmp_path, connect_timeout_s=0.5)
+    await away.restore()
+    feed_dislocation(away.engine, premium=0.006)
+    assert away.engine.stats.by_strategy["xex-btc"].fills == 2  # trading did not wait
     writer = away.persistence.writer
     assert writer is not None
     await until(lambda: not writer.available, 30, "the first write to find the database away")
@@ -92,11 +92,11 @@ async def test_with_the_database_away_the_engine_trades_and_its_rows_wait_on_dis
     assert health["can_trade"] is True
     assert [r for r in health["degraded"] if r.startswith("postgres unreachable")]
     await away.persistence.stop(time.monotonic() + 2)
-    back = engine_on(empty_database, tmp_path, migrate_on_start=True)
-    await back.persistence.start(back)
-    assert back.portfolio.account("xex-btc") == away.portfolio.account("xex-btc")
+    back = node_on(empty_database, tmp_path, migrate_on_start=True)
+    await back.restore()
+    assert back.engine.portfolio.account("xex-btc") == away.engine.portfolio.account("xex-btc")
     await back.persistence.stop(time.monotonic() + 30)
     fills = await fetch(empty_database, "SELECT count(*) FROM fills")
-    assert fills == [(2,)]  # spilled by the first engine, written by the second, once
+    assert fills == [(2,)]  # spilled by the first node, written by the second, once
     events = await fetch(empty_database, "SELECT kind FROM system_events ORDER BY ts")
     assert [kind for (kind,) in events].count("engine_started") == 2

@@ -127,8 +127,8 @@ class OrderLoad:
     """Binance orders at a steady rate, signed with the engine's key provider."""
 
     def __init__(self, sim: ExchangeSimulator, running: RunningEngine, rate_per_s: float) -> None:
-        assert running.engine.keys is not None
-        source = running.engine.keys.source("binance")
+        assert running.node.keys is not None
+        source = running.node.keys.source("binance")
         self.recorder = Recorder()
         self.executor = LiveExecutor(
             venue_clients({"binance": (sim.http_url, source, 10 * rate_per_s)}),
@@ -231,7 +231,7 @@ async def test_rotation_under_steady_order_flow_fails_no_request(
         await wait_for(lambda: sim.keys.keys[new_api_key].uses >= after_rotation + 10, 15)
         statuses = await load.finish()
         health = json.loads(await get_text(running.health_url))
-        metrics = await get_text(f"{running.engine.health_url}/metrics")
+        metrics = await get_text(f"{running.node.health_url}/metrics")
     finally:
         await running.close()
         configure("WARNING")
@@ -354,7 +354,7 @@ async def test_an_engine_that_never_confirms_keeps_both_keys_until_a_rerun_finis
         )
         new = key_of(vault, layout, 2)
         assert active_keys(sim) >= {old.api_key, new.api_key}  # the engine still trades
-        running.engine.reload_keys()  # what SIGHUP does
+        running.node.reload_keys()  # what SIGHUP does
         report = await rotation(vault, layout, tmp_path, api, [running.health_url]).rotate()
     finally:
         await running.close()
@@ -470,7 +470,7 @@ async def test_engines_are_found_in_consul_and_an_unreachable_consul_changes_not
     await provision(vault, layout, sim)
     running = await engine_on_vault(vault, layout, sim, tmp_path)
     service = f"arbfleet-engine-{layout.prefix}"  # the job registers `arbfleet-engine`
-    port = int(running.engine.health_url.rsplit(":", 1)[1])
+    port = int(running.node.health_url.rsplit(":", 1)[1])
     registration: dict[str, Any] = {
         "ID": service,
         "Name": service,

@@ -19,7 +19,7 @@ from runtime.config import load_config
 from runtime.devstack.demo import demo_config
 from runtime.devstack.scratch import ScratchPostgres, ScratchRedis
 from runtime.devstack.simulator import ExchangeSimulator, MarketParams, SimulatorConfig
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.persistence.admin import run_migrations
 from runtime.persistence.settings import PostgresConfig
 from runtime.persistence.snapshots import SnapshotStore
@@ -91,8 +91,8 @@ async def simulator() -> AsyncIterator[ExchangeSimulator]:
     await sim.stop()
 
 
-def fills(engine: Engine) -> int:
-    return sum(stats.fills for stats in engine.stats.by_strategy.values())
+def fills(node: Node) -> int:
+    return sum(stats.fills for stats in node.engine.stats.by_strategy.values())
 
 
 @pytest.mark.timeout(240)
@@ -102,33 +102,33 @@ async def test_redis_down_30_s_the_engine_trades_on_and_snapshots_resume(
     overrides: dict[str, Any] = demo_config(simulator).model_dump()
     overrides["redis"] = {"url": scratch_redis.url, "snapshot_interval_s": 0.5,
                           "deployment": "outage"}  # fmt: skip
-    engine = Engine(load_config(env={}, overrides=overrides))
-    store = engine.persistence.snapshots
+    node = Node(load_config(env={}, overrides=overrides))
+    store = node.persistence.snapshots
     assert isinstance(store, SnapshotStore)
     stop = asyncio.Event()
-    running = asyncio.create_task(engine.run(stop))
-    await engine.ready.wait()
+    running = asyncio.create_task(node.run(stop))
+    await node.ready.wait()
     await until(lambda: store.saves >= 2, 30, "snapshots before the outage")
     await asyncio.to_thread(scratch_redis.stop)
     await until(lambda: not store.available, 30, "the engine to notice redis is gone")
-    health = engine.health()
+    health = node.health()
     assert health["can_trade"] is True
     assert any(r.startswith("redis unreachable") for r in health["degraded"])
-    fills_before = fills(engine)
+    fills_before = fills(node)
     await asyncio.sleep(OUTAGE_S)
-    assert fills(engine) > fills_before  # it kept trading
+    assert fills(node) > fills_before  # it kept trading
     saves_before = store.saves
     await asyncio.to_thread(scratch_redis.start)
     await until(lambda: store.saves > saves_before, 30, "snapshots to resume")
-    assert engine.health()["degraded"] == []
+    assert node.health()["degraded"] == []
     stop.set()
     await running
     restored = await SnapshotStore(scratch_redis.url, "dev", "outage").load(
-        safe.name for safe in engine.strategies
+        safe.name for safe in node.engine.strategies
     )
     assert restored.problems == []
-    for safe in engine.strategies:
+    for safe in node.engine.strategies:
         snapshot = restored.snapshots[safe.name]
-        account = engine.portfolio.account(safe.name)
+        account = node.engine.portfolio.account(safe.name)
         assert {(v, a): x for v, a, x in snapshot.balances or []} == account
-        assert snapshot.fills == engine.portfolio.fills.get(safe.name, 0)
+        assert snapshot.fills == node.engine.portfolio.fills.get(safe.name, 0)

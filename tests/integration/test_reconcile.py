@@ -11,12 +11,12 @@ from runtime.config import load_config
 from runtime.core.orders import OrderIntent
 from runtime.devstack.scratch import free_port
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.persistence.journal import OrderJournal
 from tests.integration.polling import until
 
 
-def live_engine(journal: Path, port: int) -> Engine:
+def live_engine(journal: Path, port: int) -> Node:
     http = f"http://127.0.0.1:{port}"
     keys = {"api_key": "sim-key", "api_secret": "sim-secret"}
     overrides: dict[str, Any] = {
@@ -28,22 +28,24 @@ def live_engine(journal: Path, port: int) -> Engine:
         },
         "journal": {"dir": journal, "settle_s": 0.5},
     }  # fmt: skip
-    return Engine(load_config(env={}, overrides=overrides))
+    return Node(load_config(env={}, overrides=overrides))
 
 
 async def test_an_order_in_doubt_is_asked_about_until_the_venue_answers(tmp_path: Path) -> None:
     port = free_port()
     killed = live_engine(tmp_path, port)
-    await killed.persistence.start(killed)
+    await killed.restore()
     intent = OrderIntent(
-        "xex-btc", f"xex_btc-{killed.session}-1", "binance", "BTC/USDT", "buy", 0.01, 60_000.0,
+        "xex-btc", f"xex_btc-{killed.engine.session}-1", "binance", "BTC/USDT", "buy", 0.01, 60_000.0,
         "", time.time_ns(),
     )  # fmt: skip
     assert killed.persistence.before_send([intent]) is None  # journaled; then the kill
     restarted = live_engine(tmp_path, port)
-    await restarted.persistence.start(restarted)
-    await restarted.executor.start()
-    await restarted.persistence.reconcile(restarted)  # the venue is not there yet
+    await restarted.restore()
+    await restarted.engine.executor.start()
+    await restarted.persistence.reconcile(
+        restarted.engine.executor.recover
+    )  # the venue is not there yet
     assert list(restarted.persistence.in_doubt) == [intent.client_order_id]
     assert "1 orders in doubt" in " ".join(restarted.health()["degraded"])
     simulator = ExchangeSimulator(SimulatorConfig(port=port))
@@ -53,12 +55,12 @@ async def test_an_order_in_doubt_is_asked_about_until_the_venue_answers(tmp_path
     finally:
         await simulator.stop()
     assert simulator.orders == {}  # asked about, never sent
-    assert restarted.risk.open_orders("xex-btc") == 0
+    assert restarted.engine.risk.open_orders("xex-btc") == 0
     assert restarted.health()["degraded"] == []
     done = OrderJournal(tmp_path).replay().done
     assert [(d.result.intent.client_order_id, d.result.code) for d in done] == [
         (intent.client_order_id, "not_sent")
     ]
     await restarted.persistence.stop(time.monotonic() + 5)
-    await restarted.executor.close()
+    await restarted.engine.executor.close()
     assert OrderJournal(tmp_path).replay().open_orders == {}

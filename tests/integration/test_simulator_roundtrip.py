@@ -17,6 +17,7 @@ from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, FaultParams, MarketParams, SimulatorConfig
 from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.trading.book import Books
 from runtime.trading.execution.live import Credentials, LiveExecutor, venue_clients
 from runtime.trading.portfolio import Portfolio
@@ -46,10 +47,11 @@ async def simulator(request: pytest.FixtureRequest) -> AsyncIterator[ExchangeSim
 class Running:
     """An engine running against the simulator until the test ends."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.engine = node.engine
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(engine.run(self.stop))
+        self.task = asyncio.create_task(node.run(self.stop))
 
     async def close(self) -> None:
         self.stop.set()
@@ -60,8 +62,8 @@ async def start_engine(sim: ExchangeSimulator, **overrides: Any) -> Running:
     base = demo_config(sim).model_dump()
     for key, value in overrides.items():
         base[key] = value if not isinstance(value, dict) else base[key] | value
-    running = Running(Engine(load_config(env={}, overrides=base)))
-    await running.engine.ready.wait()
+    running = Running(Node(load_config(env={}, overrides=base)))
+    await running.node.ready.wait()
     return running
 
 
@@ -71,14 +73,15 @@ def fills(engine: Engine) -> int:
 
 async def test_engine_trades_against_the_simulator(simulator: ExchangeSimulator) -> None:
     running = await start_engine(simulator)
-    engine = running.engine
+    node = running.node
+    engine = node.engine
     try:
         await wait_for(lambda: fills(engine) >= 2)
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{engine.health_url}/health") as response:
+            async with http.get(f"{node.health_url}/health") as response:
                 health = await response.json()
                 assert response.status == 200, health
-            async with http.get(f"{engine.health_url}/metrics") as response:
+            async with http.get(f"{node.health_url}/metrics") as response:
                 metrics = await response.text()
     finally:
         await running.close()
@@ -110,7 +113,8 @@ async def test_malformed_frames_are_counted_and_the_feed_carries_on(
     simulator: ExchangeSimulator,
 ) -> None:
     running = await start_engine(simulator)
-    engine = running.engine
+    node = running.node
+    engine = node.engine
     try:
         await wait_for(lambda: engine.drops["binance"].counts.get("malformed", 0) >= 5)
         before = engine.stats.frame_count()
@@ -130,7 +134,8 @@ async def test_disconnected_feeds_reconnect_and_data_flows_again(
     simulator: ExchangeSimulator,
 ) -> None:
     running = await start_engine(simulator)
-    engine = running.engine
+    node = running.node
+    engine = node.engine
     try:
         await wait_for(lambda: engine.feeds["binance"].connects >= 3)
         after_reconnects = engine.stats.frames["binance"][0]
@@ -151,7 +156,8 @@ async def test_depth_gaps_are_resynchronized_from_rest_snapshots(
 ) -> None:
     strategies = [{"plugin": "cross_exchange", "id": "xex-depth", "config": {"use_depth": True}}]
     running = await start_engine(simulator, strategies=strategies)
-    engine = running.engine
+    node = running.node
+    engine = node.engine
     try:
         await wait_for(lambda: engine.stats.gaps["binance"] >= 2)
         await wait_for(lambda: engine.snapshots["binance"].fetched >= 3)
@@ -171,13 +177,14 @@ async def test_a_silent_venue_is_stale_and_the_engine_says_it_cannot_trade(
     for settings in venues.values():
         settings["stale_after_s"] = 0.1
     running = await start_engine(simulator, venues=venues)
-    engine = running.engine
+    node = running.node
+    engine = node.engine
     try:
         await wait_for(lambda: engine.stats.frame_count() > 0)
-        await wait_for(lambda: not engine.health()["can_trade"])
+        await wait_for(lambda: not node.health()["can_trade"])
         async with (
             aiohttp.ClientSession() as http,
-            http.get(f"{engine.health_url}/health") as response,
+            http.get(f"{node.health_url}/health") as response,
         ):
             status, health = response.status, await response.json()
     finally:
@@ -294,15 +301,15 @@ async def test_live_mode_engine_trades_through_signed_orders_and_hides_its_keys(
     for settings in overrides["venues"].values():
         settings.pop("api_key")
         settings.pop("api_secret")
-    engine = Engine(load_config(env=env, overrides=overrides))
+    node = Node(load_config(env=env, overrides=overrides))
     configure("DEBUG", json=True)
-    running = Running(engine)
+    running = Running(node)
     try:
-        await engine.ready.wait()
-        await wait_for(lambda: fills(engine) >= 2)
+        await node.ready.wait()
+        await wait_for(lambda: fills(node.engine) >= 2)
         async with aiohttp.ClientSession() as http:
             pages = [
-                await (await http.get(f"{engine.health_url}/{page}")).text()
+                await (await http.get(f"{node.health_url}/{page}")).text()
                 for page in ("health", "metrics")
             ]
     finally:

@@ -10,16 +10,10 @@ import redis.asyncio as aioredis
 
 from runtime.config import load_config
 from runtime.core.orders import OrderIntent
-from runtime.engine.engine import Engine
-from runtime.engine.plugins import (
-    PluginInfo,
-    Strategy,
-    StrategyConfig,
-    StrategyContext,
-    Subscription,
-    discover,
-)
+from runtime.engine.plugins import PluginInfo, discover
+from runtime.node import Node
 from runtime.persistence.snapshots import SnapshotStore, StrategySnapshot
+from runtime.sdk import Strategy, StrategyConfig, StrategyContext, Subscription
 from tests.unit.test_engine import feed_dislocation
 
 pytest_plugins = ["tests.integration.persistence_fixtures"]
@@ -98,13 +92,13 @@ async def test_redis_unreachable_is_reported_not_raised(redis_prefix: tuple[str,
 
 async def test_an_engine_that_cannot_read_its_snapshot_says_so_and_trades_on() -> None:
     overrides = {"paper": NO_LATENCY, "redis": {"url": "redis://127.0.0.1:9/0", "timeout_s": 0.5}}
-    engine = Engine(load_config(env={}, overrides=overrides))
-    await engine.persistence.start(engine)
-    degraded = engine.health()["degraded"]
+    node = Node(load_config(env={}, overrides=overrides))
+    await node.restore()
+    degraded = node.health()["degraded"]
     assert [r for r in degraded if r.startswith("state not restored: redis unreachable")]
-    feed_dislocation(engine, premium=0.006)
-    assert engine.stats.by_strategy["xex-btc"].fills == 2
-    await engine.persistence.stop(time.monotonic() + 2)
+    feed_dislocation(node.engine, premium=0.006)
+    assert node.engine.stats.by_strategy["xex-btc"].fills == 2
+    await node.persistence.stop(time.monotonic() + 2)
 
 
 async def test_ten_thousand_open_orders_fit_in_one_snapshot(
@@ -144,7 +138,7 @@ class Memo(Strategy[MemoConfig]):
         self.starts = int(state["starts"])
 
 
-def memo_engine(redis_url: str, deployment: str) -> Engine:
+def memo_engine(redis_url: str, deployment: str) -> Node:
     registry = discover()
     registry.plugins["memo"] = PluginInfo("memo", Memo, "tests")
     overrides = {
@@ -155,29 +149,27 @@ def memo_engine(redis_url: str, deployment: str) -> Engine:
             {"plugin": "memo", "id": "memo"},
         ],
     }
-    return Engine(load_config(env={}, overrides=overrides), registry)
+    return Node(load_config(env={}, overrides=overrides), registry)
 
 
 async def test_without_a_journal_an_engine_restarts_from_its_redis_snapshot(
     redis_url: str, redis_prefix: tuple[str, str]
 ) -> None:
     first = memo_engine(redis_url, redis_prefix[1])
-    await first.persistence.start(first)
-    first.start()
-    feed_dislocation(first, premium=0.006)
+    await first.restore()
+    first.engine.start()
+    feed_dislocation(first.engine, premium=0.006)
     assert await first.persistence.save_snapshot()
     second = memo_engine(redis_url, redis_prefix[1])
-    second.session = first.session  # as if restarted within the same second
-    for safe in second.strategies:
-        safe.strategy.fleet_context.session = first.session
-    await second.persistence.start(second)
-    second.start()
+    second.persistence.session = first.engine.session  # as if restarted within the same second
+    await second.restore()
+    second.engine.start()
     assert second.persistence.restored_from == "redis"
-    assert second.portfolio.account("xex-btc") == first.portfolio.account("xex-btc")
-    assert second.strategies[1].strategy.starts == 2  # type: ignore[attr-defined]
-    assert int(second.session, 36) > int(first.session, 36)
-    order = second.strategies[0].strategy.fleet_order("binance", "BTC/USDT", "buy", 0.1)
-    assert order.client_order_id.split("-")[1] == second.session
+    assert second.engine.portfolio.account("xex-btc") == first.engine.portfolio.account("xex-btc")
+    assert second.engine.strategies[1].strategy.starts == 2  # type: ignore[attr-defined]
+    assert int(second.engine.session, 36) > int(first.engine.session, 36)
+    order = second.engine.strategies[0].strategy.fleet_order("binance", "BTC/USDT", "buy", 0.1)
+    assert order.client_order_id.split("-")[1] == second.engine.session
     await first.persistence.snapshots.close()  # type: ignore[union-attr]
     await second.persistence.snapshots.close()  # type: ignore[union-attr]
 
@@ -186,19 +178,19 @@ async def test_a_damaged_snapshot_leaves_the_account_at_its_start_and_says_so(
     redis_url: str, redis_prefix: tuple[str, str]
 ) -> None:
     first = memo_engine(redis_url, redis_prefix[1])
-    await first.persistence.start(first)
-    feed_dislocation(first, premium=0.006)
+    await first.restore()
+    feed_dislocation(first.engine, premium=0.006)
     assert await first.persistence.save_snapshot()
     client = aioredis.Redis.from_url(redis_url)
     key = f"arbfleet:test:{redis_prefix[1]}:xex-btc:snapshot"
     await client.hset(key, "balances", b"00000000:[]")  # an empty account: not what was saved
     await client.aclose()
     second = memo_engine(redis_url, redis_prefix[1])
-    await second.persistence.start(second)
+    await second.restore()
     fresh = memo_engine(redis_url, "never-used")
-    assert second.portfolio.account("xex-btc") == fresh.portfolio.account("xex-btc")
+    assert second.engine.portfolio.account("xex-btc") == fresh.engine.portfolio.account("xex-btc")
     assert [p for p in second.persistence.problems if "xex-btc" in p] == [
         f"redis snapshot: {key} field 'balances': checksum mismatch (corrupted); not restored"
     ]
-    for engine in (first, second):
-        await engine.persistence.snapshots.close()  # type: ignore[union-attr]
+    for node in (first, second):
+        await node.persistence.snapshots.close()  # type: ignore[union-attr]

@@ -117,7 +117,7 @@ async def test_a_sealed_then_unreachable_vault_never_stops_trading(
     token = token_file(own_vault.client, [policy], tmp_path, "engine")
     accounts = {"binance": "main", "upbit": "main"}
     running = await live_engine(sim, own_vault.url, token, layout.kv_mount, accounts)
-    keys = running.engine.keys
+    keys = running.node.keys
     assert keys is not None
     try:
         before = keys.current["binance"]

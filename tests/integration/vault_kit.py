@@ -16,7 +16,7 @@ import hvac.exceptions
 from runtime.config import load_config
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.platform.vault import Layout
 
 ADMIN_TOKEN = "sim-admin-canary-7c2f90"
@@ -77,14 +77,15 @@ def write_management(
 class RunningEngine:
     """A live-mode engine on the simulator whose keys come from Vault, until ``close()``."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.engine = node.engine
         self.stop = asyncio.Event()
-        self.task = asyncio.create_task(engine.run(self.stop))
+        self.task = asyncio.create_task(node.run(self.stop))
 
     @property
     def health_url(self) -> str:
-        return f"{self.engine.health_url}/health"
+        return f"{self.node.health_url}/health"
 
     async def close(self) -> None:
         self.stop.set()
@@ -110,8 +111,8 @@ async def live_engine(
         "accounts": accounts,
         "poll_interval_s": poll_interval_s,
     }
-    running = RunningEngine(Engine(load_config(env={}, overrides=base)))
-    await running.engine.ready.wait()
+    running = RunningEngine(Node(load_config(env={}, overrides=base)))
+    await running.node.ready.wait()
     return running
 
 

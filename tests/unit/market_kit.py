@@ -9,7 +9,8 @@ import msgspec
 
 from runtime.core.events import BookTicker
 from runtime.core.orders import Opportunity
-from runtime.engine.plugins import Strategy, StrategyContext, build_strategy, discover
+from runtime.engine.plugins import build_strategy, discover
+from runtime.sdk import Strategy, StrategyContext
 from runtime.trading.book import Books
 from runtime.trading.portfolio import Portfolio
 

@@ -11,13 +11,13 @@ from aiohttp import web
 from runtime.cli.main import build_parser
 from runtime.config import load_config
 from runtime.core.errors import ConfigError
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.platform.consul import describe_kill_switch
 from tests.integration.polling import until
 
 
 def test_embedded_defaults_run_without_consul() -> None:
-    engine = Engine(load_config(env={}))
+    engine = Node(load_config(env={}))
     assert engine.consul is None
     assert "consul" not in " ".join(engine.health()["reasons"])
 
@@ -29,7 +29,7 @@ def test_enabled_consul_locks_the_vault_accounts_and_blocks_orders_until_it_has_
         "ARBFLEET_VAULT__TOKEN_FILE": "/nonexistent/token",
         "ARBFLEET_VAULT__ACCOUNTS__BINANCE": "main",
     }
-    link = Engine(load_config(env=env)).consul
+    link = Node(load_config(env=env)).consul
     assert link is not None and link.needs_lock
     assert link.blocked() == "consul: kill switch not read yet"
     link.kill_switch_read = True
@@ -104,10 +104,10 @@ class FakeConsul:
         return web.Response(text="")
 
 
-def consul_engine(address: str) -> Engine:
+def consul_engine(address: str) -> Node:
     """An engine whose TTL check reports every 0.1 s and whose Consul retries wait 30 s."""
     consul = {"enabled": True, "address": address, "check_ttl_s": 0.3, "retry_s": 30.0}
-    return Engine(load_config(env={}, overrides={"consul": consul}))
+    return Node(load_config(env={}, overrides={"consul": consul}))
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,8 @@ from runtime.core.errors import ConfigError
 from runtime.core.events import BookTicker
 from runtime.core.orders import OrderIntent
 from runtime.engine.engine import Engine
-from runtime.engine.plugins import (
-    PluginInfo,
-    PluginRegistry,
-    Strategy,
-    StrategyConfig,
-    Subscription,
-    discover,
-)
+from runtime.engine.plugins import PluginInfo, PluginRegistry, discover
+from runtime.sdk import Strategy, StrategyConfig, Subscription
 from tests.unit.market_kit import binance_ticker, upbit_book
 
 RATE = 1_400.0

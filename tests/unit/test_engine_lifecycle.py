@@ -1,4 +1,4 @@
-"""Engine.run's start and stop: a failed start undoes what it started, feed tasks that die are
+"""Node.run's start and stop: a failed start undoes what it started, feed tasks that die are
 restarted, and every stop is safe to repeat."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from runtime.config import load_config
 from runtime.core.logging import logger
 from runtime.core.retry import Backoff
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.observability.health import HealthServer
 from runtime.observability.metrics import engine_registry
 from runtime.venues.base import WebsocketFeed
@@ -76,29 +76,29 @@ async def test_a_failed_start_stops_everything_started_before_it(tmp_path: Path)
     overrides = {"journal": {"dir": tmp_path, "fsync": False}, "paper": NO_LATENCY}
     overrides |= {"health": {"port": 0}}
     keys, credentials = FakeKeys(), FakeCredentials()
-    engine = Engine(load_config(env={}, overrides=overrides), keys=keys)  # type: ignore[arg-type]
-    engine.db_credentials = credentials  # type: ignore[assignment]
+    node = Node(load_config(env={}, overrides=overrides), keys=keys)  # type: ignore[arg-type]
+    node.db_credentials = credentials  # type: ignore[assignment]
 
     async def venue_down() -> None:
         await asyncio.sleep(0)  # the key and credential tasks are running by now
         raise ConnectionError("venue unreachable at start")
 
-    engine.executor.start = venue_down  # type: ignore[method-assign]
+    node.engine.executor.start = venue_down  # type: ignore[method-assign]
     with pytest.raises(ConnectionError, match="venue unreachable"):
-        await engine.run(asyncio.Event(), feeds=[])
+        await node.run(asyncio.Event(), feeds=[])
     assert keys.running and keys.cancelled
     assert credentials.running and credentials.cancelled
     assert other_tasks() == set()
-    assert not engine.persistence.active  # the journal was checkpointed and closed
-    assert engine.health_url
+    assert not node.persistence.active  # the journal was checkpointed and closed
+    assert node.health_url
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectionError):
-            await http.get(f"{engine.health_url}/health")
+            await http.get(f"{node.health_url}/health")
 
 
 async def test_the_health_server_stops_once_however_often_it_is_stopped() -> None:
-    engine = Engine(load_config(env={}))
-    server = HealthServer(engine, "127.0.0.1", 0)
+    node = Node(load_config(env={}))
+    server = HealthServer(node.health, engine_registry(node), "127.0.0.1", 0)
     await server.stop()  # never started: nothing to undo
     await server.start()
     async with aiohttp.ClientSession() as http:
@@ -145,16 +145,17 @@ async def test_a_feed_task_killed_by_its_frame_handler_is_restarted_until_stoppe
 
     errors: list[Any] = []
     sink = logger.add(errors.append, level="ERROR", format="{message}")
-    engine = Engine(load_config(env={}, overrides={"paper": NO_LATENCY}))
+    node = Node(load_config(env={}, overrides={"paper": NO_LATENCY}))
+    engine = node.engine
     stop = asyncio.Event()
     try:
         async with venue() as url:
             feed = WebsocketFeed("binance", url, on_frame, backoff=Backoff(0.01, 0.05))
-            running = asyncio.create_task(engine.run(stop, feeds=[feed], serve_health=False))
+            running = asyncio.create_task(node.run(stop, feeds=[feed], serve_health=False))
             await until(lambda: len(frames) == 2, 5, "the restarted feed's first frame")
             assert engine.stats.feed_restarts == {"binance": 1}
-            assert engine.health()["feeds"]["binance"]["restarts"] == 1
-            scraped = generate_latest(engine_registry(engine)).decode()
+            assert node.health()["feeds"]["binance"]["restarts"] == 1
+            scraped = generate_latest(engine_registry(node)).decode()
             assert 'arbfleet_feed_restarts_total{venue="binance"} 1.0' in scraped
             stop.set()
             await asyncio.wait_for(running, 5.0)

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from runtime.config import load_config
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.observability.metrics import engine_registry
 from runtime.venues.base import WebsocketFeed
 from runtime.venues.replay import ReplayFeed
@@ -26,8 +26,8 @@ def contract_names() -> set[str]:
     return set(re.findall(r"^\| `(arbfleet_[a-z_]+)`", CONTRACT.read_text(), flags=re.M))
 
 
-def scrape(engine: Engine) -> dict[str, list[tuple[dict[str, str], float]]]:
-    text = generate_latest(engine_registry(engine)).decode()
+def scrape(node: Node) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = generate_latest(engine_registry(node)).decode()
     exposed: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -35,24 +35,25 @@ def scrape(engine: Engine) -> dict[str, list[tuple[dict[str, str], float]]]:
     return exposed
 
 
-def families(engine: Engine) -> set[str]:
+def families(node: Node) -> set[str]:
     """Names of every metric family exposed, samples or not, as the contract writes them."""
-    text = generate_latest(engine_registry(engine)).decode()
+    text = generate_latest(engine_registry(node)).decode()
     return {
         f"{family.name}_total" if family.type == "counter" else family.name
         for family in text_string_to_metric_families(text)
     }
 
 
-def traded_engine() -> Engine:
+def traded_engine() -> Node:
     overrides = {"paper": {"latency_ms": 0.0, "latency_jitter_ms": 0.0}}
-    engine = Engine(load_config(env={}, overrides=overrides))
+    node = Node(load_config(env={}, overrides=overrides))
+    engine = node.engine
     now = time.time_ns()
     engine.frame_handler("upbit")(upbit_book("KRW-USDT", 1_399.5, 1_400.5, 1), now)
     engine.frame_handler("binance")(binance_ticker(59_995.0, 60_000.0, 1), now)
     krw = 60_000.0 * 1.006 * 1_400.0
     engine.frame_handler("upbit")(upbit_book("KRW-BTC", krw, krw * 1.0002, 2, size=0.05), now)
-    return engine
+    return node
 
 
 def test_every_exported_engine_metric_is_in_the_contract() -> None:
@@ -83,12 +84,13 @@ def test_values_reflect_what_happened() -> None:
 
 
 def test_the_series_the_alerts_read_are_exported_for_every_venue_and_strategy() -> None:
-    engine = traded_engine()
+    node = traded_engine()
+    engine = node.engine
     engine.stats.started_ns = time.time_ns() - 60 * 10**9  # up for a minute
     for venue in ("binance", "upbit"):
         engine.feeds[venue] = WebsocketFeed(venue, "ws://127.0.0.1:1", lambda raw, ts: None)
     engine.feeds["binance"].last_frame_ns = time.time_ns() - 20 * 10**9
-    exposed = scrape(engine)
+    exposed = scrape(node)
     staleness = {
         labels["venue"]: value for labels, value in exposed["arbfleet_feed_staleness_seconds"]
     }
@@ -105,9 +107,10 @@ def test_the_series_the_alerts_read_are_exported_for_every_venue_and_strategy() 
 async def test_replay_lines_are_exported_by_outcome(tmp_path: Path) -> None:
     path = tmp_path / "binance.log"
     path.write_bytes(binance_ticker(59_995.0, 60_000.0, 1) + b"\n\n")
-    engine = traded_engine()
+    node = traded_engine()
+    engine = node.engine
     feed = ReplayFeed(path, {"binance": engine.frame_handler("binance")}, venue="binance")
     await feed.run()
     engine.feeds[feed.venue] = feed
-    lines = {labels["outcome"]: n for labels, n in scrape(engine)["arbfleet_replay_lines_total"]}
+    lines = {labels["outcome"]: n for labels, n in scrape(node)["arbfleet_replay_lines_total"]}
     assert lines == {"played": 1.0, "blank": 1.0, "bad_record": 0.0, "unknown_venue": 0.0}

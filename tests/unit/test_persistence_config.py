@@ -9,7 +9,7 @@ import pytest
 from runtime.config import load_config
 from runtime.core.errors import ConfigError
 from runtime.core.logging import redact
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.persistence.settings import describe_url
 
 CANARY = "pg-canary-Zq81x"
@@ -71,7 +71,7 @@ def test_a_database_without_a_place_to_spill_is_refused(tmp_path: Path) -> None:
     dsn_file.write_text("postgresql://writer:pw@127.0.0.1:1/arbfleet")
     config = load_config(env={}, overrides={"postgres": {"dsn_file": dsn_file}})
     with pytest.raises(ConfigError, match=r"postgres\.spill_dir: required"):
-        Engine(config)
+        Node(config)
 
 
 def test_redis_names_are_checked() -> None:

@@ -8,16 +8,8 @@ from typing import Any
 import pytest
 
 from runtime.core.errors import PluginError
-from runtime.engine.plugins import (
-    PluginInfo,
-    SafeStrategy,
-    Strategy,
-    StrategyConfig,
-    StrategyContext,
-    Subscription,
-    build_strategy,
-    check_strategy_class,
-)
+from runtime.engine.plugins import PluginInfo, SafeStrategy, build_strategy, check_strategy_class
+from runtime.sdk import Strategy, StrategyConfig, StrategyContext, Subscription
 from runtime.trading.book import Books
 from runtime.trading.portfolio import Portfolio
 

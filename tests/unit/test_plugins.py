@@ -14,26 +14,22 @@ from runtime.core.errors import ConfigError, PluginError
 from runtime.core.events import BookTicker
 from runtime.core.orders import OrderIntent
 from runtime.engine.plugins import (
-    ENTRY_POINT_GROUP,
     HookTracker,
     PluginInfo,
     SafeStrategy,
-    Strategy,
-    StrategyConfig,
-    StrategyContext,
-    Subscription,
     build_strategy,
     check_strategy_class,
     config_errors,
     discover,
 )
+from runtime.sdk import ENTRY_POINT_GROUP, Strategy, StrategyConfig, StrategyContext, Subscription
 from runtime.trading.book import Books
 
 TOP = BookTicker("binance", "BTC/USDT", 100.0, 1.0, 101.0, 1.0, 1, 0, 0)
 
 PLUGIN_MODULE = """
 from typing import Any
-from runtime.engine.plugins import Strategy, StrategyConfig, Subscription
+from runtime.sdk import Strategy, StrategyConfig, Subscription
 
 class EchoConfig(StrategyConfig):
     symbol: str = "BTC/USDT"

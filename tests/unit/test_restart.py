@@ -12,78 +12,78 @@ from typing import Any
 
 from runtime.config import load_config
 from runtime.core.orders import OrderStatus
-from runtime.engine.engine import Engine
+from runtime.node import Node
 from runtime.persistence.journal import OrderJournal
 from tests.unit.test_engine import feed_dislocation
 
 NO_LATENCY = {"latency_ms": 0.0, "latency_jitter_ms": 0.0}
 
 
-def engine(journal: Path, **paper: Any) -> Engine:
+def node(journal: Path, **paper: Any) -> Node:
     overrides = {"journal": {"dir": journal, "fsync": False}, "paper": paper or NO_LATENCY}
-    return Engine(load_config(env={}, overrides=overrides))
+    return Node(load_config(env={}, overrides=overrides))
 
 
 async def test_a_killed_engine_comes_back_with_the_same_accounts(tmp_path: Path) -> None:
-    first = engine(tmp_path)
-    await first.persistence.start(first)
-    feed_dislocation(first, premium=0.006)
-    assert first.stats.by_strategy["xex-btc"].fills == 2
-    before = dict(first.portfolio.account("xex-btc"))
-    second = engine(tmp_path)
-    await second.persistence.start(second)
-    assert second.portfolio.account("xex-btc") == before
-    assert second.portfolio.fills["xex-btc"] == 2
+    first = node(tmp_path)
+    await first.restore()
+    feed_dislocation(first.engine, premium=0.006)
+    assert first.engine.stats.by_strategy["xex-btc"].fills == 2
+    before = dict(first.engine.portfolio.account("xex-btc"))
+    second = node(tmp_path)
+    await second.restore()
+    assert second.engine.portfolio.account("xex-btc") == before
+    assert second.engine.portfolio.fills["xex-btc"] == 2
     assert second.persistence.restored_from == "journal"
-    assert int(second.session, 36) > int(first.session, 36)
+    assert int(second.engine.session, 36) > int(first.engine.session, 36)
 
 
 async def test_orders_in_flight_at_the_kill_are_reconciled_never_resent(tmp_path: Path) -> None:
-    first = engine(tmp_path, latency_ms=60_000.0, latency_jitter_ms=0.0)  # never in this test
-    await first.persistence.start(first)
-    feed_dislocation(first, premium=0.006)
-    assert first.executor.pending == 2  # sent, not yet filled: the kill comes now
-    before = dict(first.portfolio.account("xex-btc"))
-    second = engine(tmp_path)
-    await second.persistence.start(second)
+    first = node(tmp_path, latency_ms=60_000.0, latency_jitter_ms=0.0)  # never in this test
+    await first.restore()
+    feed_dislocation(first.engine, premium=0.006)
+    assert first.engine.executor.pending == 2  # sent, not yet filled: the kill comes now
+    before = dict(first.engine.portfolio.account("xex-btc"))
+    second = node(tmp_path)
+    await second.restore()
     in_doubt = sorted(second.persistence.in_doubt)
     assert len(in_doubt) == 2 and all(cid.startswith("xex_btc-") for cid in in_doubt)
-    assert second.risk.open_orders("xex-btc") == 2
-    await second.persistence.reconcile(second)
+    assert second.engine.risk.open_orders("xex-btc") == 2
+    await second.persistence.reconcile(second.engine.executor.recover)
     assert second.persistence.in_doubt == {}
-    assert second.risk.open_orders("xex-btc") == 0
-    assert second.portfolio.account("xex-btc") == before  # a paper order never filled
-    assert second.stats.by_strategy["xex-btc"].orders == 0  # nothing was sent again
-    third = engine(tmp_path)
-    await third.persistence.start(third)
+    assert second.engine.risk.open_orders("xex-btc") == 0
+    assert second.engine.portfolio.account("xex-btc") == before  # a paper order never filled
+    assert second.engine.stats.by_strategy["xex-btc"].orders == 0  # nothing was sent again
+    third = node(tmp_path)
+    await third.restore()
     assert third.persistence.in_doubt == {}  # the outcome is in the journal now
 
 
 async def test_an_order_the_journal_cannot_take_is_not_sent(tmp_path: Path) -> None:
-    running = engine(tmp_path)
-    await running.persistence.start(running)
+    running = node(tmp_path)
+    await running.restore()
     journal = running.persistence.journal
     assert isinstance(journal, OrderJournal) and journal._appender is not None
     os.close(journal._appender._fd)  # the journal's file is gone from under it (EBADF)
-    feed_dislocation(running, premium=0.006)
-    stats = running.stats.by_strategy["xex-btc"]
+    feed_dislocation(running.engine, premium=0.006)
+    stats = running.engine.stats.by_strategy["xex-btc"]
     assert (stats.orders, stats.fills, stats.blocked) == (0, 0, 2)
     assert stats.last_blocked.startswith("order journal unavailable")
     journal._appender._fd = -1
 
 
 async def test_a_stopping_engine_takes_no_new_intents(tmp_path: Path) -> None:
-    running = engine(tmp_path)
-    running.accepting = False
-    feed_dislocation(running, premium=0.006)
-    stats = running.stats.by_strategy["xex-btc"]
+    running = node(tmp_path)
+    running.engine.accepting = False
+    feed_dislocation(running.engine, premium=0.006)
+    stats = running.engine.stats.by_strategy["xex-btc"]
     assert (stats.orders, stats.blocked, stats.last_blocked) == (0, 2, "engine stopping")
 
 
 async def test_outcomes_are_journaled_with_their_opportunity(tmp_path: Path) -> None:
-    running = engine(tmp_path)
-    await running.persistence.start(running)
-    feed_dislocation(running, premium=0.006)
+    running = node(tmp_path)
+    await running.restore()
+    feed_dislocation(running.engine, premium=0.006)
     replay = OrderJournal(tmp_path).replay()
     assert [d.result.status for d in replay.done] == [OrderStatus.FILLED, OrderStatus.FILLED]
     assert all(d.opportunity_ns is not None for d in replay.done)
@@ -91,8 +91,8 @@ async def test_outcomes_are_journaled_with_their_opportunity(tmp_path: Path) -> 
 
 
 def test_with_embedded_defaults_nothing_is_kept() -> None:
-    running = Engine(load_config(env={}, overrides={"paper": NO_LATENCY}))
+    running = Node(load_config(env={}, overrides={"paper": NO_LATENCY}))
     assert not running.persistence.active
-    feed_dislocation(running, premium=0.006)
-    assert running.stats.by_strategy["xex-btc"].fills == 2
+    feed_dislocation(running.engine, premium=0.006)
+    assert running.engine.stats.by_strategy["xex-btc"].fills == 2
     assert running.persistence.degraded() == []

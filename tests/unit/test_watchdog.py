@@ -9,16 +9,9 @@ from typing import Any
 
 from runtime.core.events import BookTicker
 from runtime.core.orders import OrderIntent
-from runtime.engine.plugins import (
-    HookTracker,
-    SafeStrategy,
-    Strategy,
-    StrategyConfig,
-    StrategyContext,
-    Subscription,
-    deliver_book,
-)
+from runtime.engine.plugins import HookTracker, SafeStrategy, deliver_book
 from runtime.engine.watchdog import LoopWatchdog
+from runtime.sdk import Strategy, StrategyConfig, StrategyContext, Subscription
 from runtime.trading.book import Books
 from runtime.trading.portfolio import Portfolio
 from tests.integration.polling import until
