@@ -36,6 +36,7 @@ from runtime.engine.plugins import PluginRegistry, config_errors, format_validat
 from runtime.persistence.settings import JournalConfig, PostgresConfig, RedisConfig, ShutdownConfig
 from runtime.trading.execution.paper import PaperConfig
 from runtime.trading.risk import RiskLimits
+from runtime.venues.registry import registry
 
 ENV_PREFIX: Final = "ARBFLEET_"
 SECRET_ENV_PREFIX: Final = "ARBFLEET_SECRET_"  # noqa: S105 - a name prefix, not a secret
@@ -139,13 +140,10 @@ class ConsulConfig(_Frozen):
 
 
 def _default_venues() -> dict[str, VenueConfig]:
+    """Every installed venue at its public URLs (``runtime.venues.registry``)."""
     return {
-        "binance": VenueConfig(
-            ws_url="wss://stream.binance.com:9443", rest_url="https://api.binance.com"
-        ),
-        "upbit": VenueConfig(
-            ws_url="wss://api.upbit.com/websocket/v1", rest_url="https://api.upbit.com"
-        ),
+        name: VenueConfig(ws_url=venue.ws_url, rest_url=venue.rest_url)
+        for name, venue in registry().venues.items()
     }
 
 

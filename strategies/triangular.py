@@ -21,9 +21,10 @@ import pydantic
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat
 
 from runtime.core.events import BookTicker, Side
-from runtime.core.instruments import VENUES, split_symbol
+from runtime.core.instruments import split_symbol
 from runtime.core.orders import OrderIntent
 from runtime.engine.plugins import Strategy, StrategyConfig, StrategyContext, Subscription
+from runtime.venues.registry import VenueName
 
 BPS: Final = 1e-4
 _MS: Final = 1_000_000
@@ -62,7 +63,7 @@ def find_cycles(symbols: Sequence[str], start: str) -> list[tuple[Leg, Leg, Leg]
 class TriangularConfig(StrategyConfig):
     """Three pairs on one venue; see the module docstring."""
 
-    venue: str = "binance"
+    venue: VenueName = "binance"
     symbols: tuple[str, str, str] = ("BTC/USDT", "ETH/BTC", "ETH/USDT")
     start_asset: str = "USDT"
     taker_fee_bps: NonNegativeFloat = 10.0
@@ -72,13 +73,6 @@ class TriangularConfig(StrategyConfig):
     """Most of ``start_asset`` one round trip may spend."""
     min_notional: PositiveFloat = 10.0
     cooldown_ms: NonNegativeInt = 250
-
-    @pydantic.field_validator("venue")
-    @classmethod
-    def _known_venue(cls, venue: str) -> str:
-        if venue not in VENUES:
-            raise ValueError(f"{venue!r} is not one of {', '.join(VENUES)}")
-        return venue
 
     @pydantic.model_validator(mode="after")
     def _symbols_form_a_triangle(self) -> TriangularConfig:

@@ -26,9 +26,9 @@ from runtime.config import EngineConfig, StrategyEntry, strategy_errors
 from runtime.core.errors import ConfigError
 from runtime.core.events import BookTicker, DepthUpdate, MarketEvent, Trade
 from runtime.core.frames import DropCounter, FrameHandler, Parser
-from runtime.core.instruments import instrument
 from runtime.core.orders import Fill, Opportunity, OrderResult, OrderStatus
 from runtime.core.retry import Backoff
+from runtime.core.venue import Credentials, KeySource
 from runtime.engine.plugins import (
     HookTracker,
     Intents,
@@ -47,12 +47,12 @@ from runtime.persistence.service import Persistence
 from runtime.platform.consul import ConsulLink, consul_link
 from runtime.trading.book import Books
 from runtime.trading.execution import Executor
-from runtime.trading.execution.live import Credentials, KeySource, LiveExecutor, venue_clients
+from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.execution.paper import PaperExecutor
 from runtime.trading.portfolio import MidPrices, Portfolio
 from runtime.trading.risk import KillSwitch, RiskGuard
-from runtime.venues.binance.feed import DepthSnapshots
-from runtime.venues.registry import build_feed, build_parser
+from runtime.venues.contract import BookResync
+from runtime.venues.registry import build_feed, build_parser, instrument, venue_clients
 from runtime.venues.replay import FrameRecorder, ReplayFeed
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class Engine:
         self.consul: ConsulLink | None = consul_link(config)
         """TTL check, account locks and kill switch in Consul; None: Consul not configured."""
         self.feeds: dict[str, Feed] = {}
-        self.snapshots: dict[str, DepthSnapshots] = {}
+        self.snapshots: dict[str, BookResync] = {}
         self.risk = RiskGuard(
             config.risk, self.portfolio, self.prices, self.kill_switch, stale_venue=self._stale
         )
