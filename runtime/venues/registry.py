@@ -54,7 +54,9 @@ class VenueRegistry:
             return ""
         if name in self.failures:
             return f"{name!r}: its plugin could not be loaded ({self.failures[name]})"
-        return f"{name!r} is not one of {', '.join(sorted(self.venues)) or 'none installed'}"
+        if not self.venues:  # the package's own entry points are missing: a stale install
+            return f"{name!r}: no venue is installed (reinstall arbfleet: pip install -e .)"
+        return f"{name!r} is not one of {', '.join(sorted(self.venues))}"
 
 
 def load(entry_points: Iterable[metadata.EntryPoint] | None = None) -> VenueRegistry:
