@@ -36,7 +36,7 @@ from runtime.engine.plugins import PluginRegistry, config_errors, format_validat
 from runtime.persistence.settings import JournalConfig, PostgresConfig, RedisConfig, ShutdownConfig
 from runtime.trading.execution.paper import PaperConfig
 from runtime.trading.risk import RiskLimits
-from runtime.venues.registry import registry
+from runtime.venues.registry import VenueName, registry
 
 ENV_PREFIX: Final = "ARBFLEET_"
 SECRET_ENV_PREFIX: Final = "ARBFLEET_SECRET_"  # noqa: S105 - a name prefix, not a secret
@@ -159,7 +159,7 @@ class EngineConfig(_Frozen):
     """Everything the engine needs; every field has a default that runs without services."""
 
     mode: Literal["paper", "live"] = "paper"
-    venues: dict[str, VenueConfig] = pydantic.Field(default_factory=_default_venues)
+    venues: dict[VenueName, VenueConfig] = pydantic.Field(default_factory=_default_venues)
     strategies: list[StrategyEntry] = pydantic.Field(default_factory=_default_strategies)
     risk: RiskLimits = pydantic.Field(default_factory=RiskLimits)
     paper: PaperConfig = pydantic.Field(default_factory=PaperConfig)

@@ -278,4 +278,7 @@ def test_a_venue_that_cannot_load_is_named_and_the_others_still_work(
     strategies = [{"plugin": "triangular", "id": "tri-broken", "config": {"venue": "brokenex"}}]
     with pytest.raises(ConfigError, match=r"config\.venue: .*'brokenex': its plugin could not"):
         Engine(load_config(env={}, overrides={"strategies": strategies}))
+    broken_table = {"brokenex": {"ws_url": "ws://127.0.0.1:1", "rest_url": "http://127.0.0.1:1"}}
+    with pytest.raises(ConfigError, match=r"venues\.brokenex\.\[key\]: 'brokenex': its plugin"):
+        load_config(env={}, overrides={"venues": broken_table})
     assert set(load_config(env={}).venues) == {"binance", "upbit", "tinyex"}
