@@ -3,9 +3,10 @@
 Usage: ``python -m bench.pipeline [--quick]``. Every figure comes from one run on one machine:
 
 - ``pipeline.parse_floor.msgs_per_s``: msgspec decoding Binance combined-stream bookTicker frames
-  (``{"stream":"btcusdt@bookTicker","data":{...}}``, what ``feeds/venues.py`` subscribes to) into
-  the typed envelope the parser uses, and nothing else: the floor any parser of these bytes
-  stands on. ``pipeline.parse_floor_orjson.msgs_per_s``: ``orjson.loads`` of the same bytes.
+  (``{"stream":"btcusdt@bookTicker","data":{...}}``, what ``runtime/venues/binance/feed.py``
+  subscribes to) into the typed envelope the parser uses, and nothing else: the floor any parser
+  of these bytes stands on. ``pipeline.parse_floor_orjson.msgs_per_s``: ``orjson.loads`` of the
+  same bytes.
 - ``pipeline.parser.msgs_per_s``: ``BinanceParser.parse`` alone on the same bytes: decode,
   the duplicate-key count, symbol map, validation, the event.
 - ``pipeline.book_ticker.msgs_per_s`` and ``.p99_us``: the same bytes through the engine's frame

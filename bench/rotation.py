@@ -37,8 +37,9 @@ from runtime.node import Node
 from runtime.ops.rotation import KeyManagementApi, Rotation, RotationSettings, StaticEngines
 from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
 from runtime.trading.book import Books
-from runtime.trading.execution.live import LiveExecutor, venue_clients
+from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.portfolio import Portfolio
+from runtime.venues.registry import venue_clients
 
 ADMIN = secrets.token_urlsafe(16)
 ORDERS_PER_S = 50.0

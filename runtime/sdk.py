@@ -53,15 +53,15 @@ from loguru import logger
 
 from runtime.core.errors import PluginError
 from runtime.core.events import BUY, SELL, BookTicker, Level, Side, Trade
-from runtime.core.instruments import VENUES, split_symbol
+from runtime.core.instruments import split_symbol
 from runtime.core.orders import Fill, Opportunity, OrderIntent, client_order_id
 from runtime.core.subscriptions import Subscription
 from runtime.trading.book import OrderBook
+from runtime.venues.registry import VenueName, known_venue
 
 __all__ = [
     "BUY",
     "SELL",
-    "VENUES",
     "BalanceView",
     "BookTicker",
     "Fill",
@@ -76,6 +76,8 @@ __all__ = [
     "StrategyContext",
     "Subscription",
     "Trade",
+    "VenueName",
+    "known_venue",
     "split_symbol",
 ]
 

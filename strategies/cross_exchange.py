@@ -22,7 +22,6 @@ import pydantic
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from runtime.sdk import (
-    VENUES,
     BookTicker,
     Level,
     OrderIntent,
@@ -30,6 +29,7 @@ from runtime.sdk import (
     StrategyConfig,
     StrategyContext,
     Subscription,
+    VenueName,
     split_symbol,
 )
 
@@ -41,11 +41,11 @@ _MS: Final = 1_000_000
 class CrossExchangeConfig(StrategyConfig):
     """One asset on two venues; see the module docstring."""
 
-    venue_a: str = "binance"
+    venue_a: VenueName = "binance"
     symbol_a: str = "BTC/USDT"
-    venue_b: str = "upbit"
+    venue_b: VenueName = "upbit"
     symbol_b: str = "BTC/KRW"
-    rate_venue: str = "upbit"
+    rate_venue: VenueName = "upbit"
     rate_symbol: str | None = "USDT/KRW"
     """A book quoting one leg's quote currency in the other's; None to use ``fixed_rate``."""
     fixed_rate: PositiveFloat | None = None
@@ -60,13 +60,6 @@ class CrossExchangeConfig(StrategyConfig):
     cooldown_ms: NonNegativeInt = 250
     """Wait this long after acting before acting again, so the same spread is not taken twice."""
     use_depth: bool = False
-
-    @pydantic.field_validator("venue_a", "venue_b", "rate_venue")
-    @classmethod
-    def _known_venue(cls, venue: str) -> str:
-        if venue not in VENUES:
-            raise ValueError(f"{venue!r} is not one of {', '.join(VENUES)}")
-        return venue
 
     @pydantic.field_validator("symbol_a", "symbol_b", "rate_symbol")
     @classmethod

@@ -23,7 +23,6 @@ import pydantic
 from pydantic import NonNegativeInt, PositiveFloat, PositiveInt
 
 from runtime.sdk import (
-    VENUES,
     BookTicker,
     Fill,
     OrderIntent,
@@ -32,6 +31,7 @@ from runtime.sdk import (
     StrategyConfig,
     StrategyContext,
     Subscription,
+    VenueName,
     split_symbol,
 )
 
@@ -76,7 +76,7 @@ class KalmanHedge:
 class PairsKalmanConfig(StrategyConfig):
     """Two cointegrated symbols on one venue; see the module docstring."""
 
-    venue: str = "binance"
+    venue: VenueName = "binance"
     symbol_y: str = "ETH/USDT"
     symbol_x: str = "BTC/USDT"
     delta: float = pydantic.Field(default=1e-9, gt=0.0, lt=1.0)
@@ -87,13 +87,6 @@ class PairsKalmanConfig(StrategyConfig):
     sample_interval_ms: NonNegativeInt = 100
     notional: PositiveFloat = 1_000.0
     """Quote currency put into the y leg of a position; the x leg gets beta times it."""
-
-    @pydantic.field_validator("venue")
-    @classmethod
-    def _known_venue(cls, venue: str) -> str:
-        if venue not in VENUES:
-            raise ValueError(f"{venue!r} is not one of {', '.join(VENUES)}")
-        return venue
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> PairsKalmanConfig:

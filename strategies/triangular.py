@@ -21,7 +21,6 @@ import pydantic
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat
 
 from runtime.sdk import (
-    VENUES,
     BookTicker,
     OrderIntent,
     Side,
@@ -29,6 +28,7 @@ from runtime.sdk import (
     StrategyConfig,
     StrategyContext,
     Subscription,
+    VenueName,
     split_symbol,
 )
 
@@ -69,7 +69,7 @@ def find_cycles(symbols: Sequence[str], start: str) -> list[tuple[Leg, Leg, Leg]
 class TriangularConfig(StrategyConfig):
     """Three pairs on one venue; see the module docstring."""
 
-    venue: str = "binance"
+    venue: VenueName = "binance"
     symbols: tuple[str, str, str] = ("BTC/USDT", "ETH/BTC", "ETH/USDT")
     start_asset: str = "USDT"
     taker_fee_bps: NonNegativeFloat = 10.0
@@ -79,13 +79,6 @@ class TriangularConfig(StrategyConfig):
     """Most of ``start_asset`` one round trip may spend."""
     min_notional: PositiveFloat = 10.0
     cooldown_ms: NonNegativeInt = 250
-
-    @pydantic.field_validator("venue")
-    @classmethod
-    def _known_venue(cls, venue: str) -> str:
-        if venue not in VENUES:
-            raise ValueError(f"{venue!r} is not one of {', '.join(VENUES)}")
-        return venue
 
     @pydantic.model_validator(mode="after")
     def _symbols_form_a_triangle(self) -> TriangularConfig:

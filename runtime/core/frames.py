@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, Protocol
 
 import msgspec
 
-from runtime.core.events import MarketEvent
+from runtime.core.events import Level, MarketEvent
 from runtime.core.logging import BoundedLog
 
 _EXCERPT_CHARS = 160
@@ -116,6 +116,14 @@ def value_reason(*numbers: float) -> DropReason:
         if number != number or number in (_INF, -_INF):
             return DropReason.NON_FINITE
     return DropReason.BAD_VALUE
+
+
+def levels_valid(levels: tuple[Level, ...]) -> bool:
+    """True if every price is finite and positive and every size finite and not negative."""
+    for price, size in levels:  # noqa: SIM110 - a loop is faster than all() over a generator
+        if not (0.0 < price < _INF and 0.0 <= size < _INF):
+            return False
+    return True
 
 
 class _RepeatedKey(Exception):

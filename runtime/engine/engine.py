@@ -23,7 +23,6 @@ from loguru import logger
 from runtime.core.errors import ConfigError
 from runtime.core.events import BookTicker, DepthUpdate, MarketEvent, Trade
 from runtime.core.frames import DropCounter, FrameHandler, Parser
-from runtime.core.instruments import instrument
 from runtime.core.orders import (
     Fill,
     Opportunity,
@@ -34,6 +33,7 @@ from runtime.core.orders import (
 )
 from runtime.core.restoration import Restoration
 from runtime.core.retry import Backoff
+from runtime.core.venue import Credentials, KeySource
 from runtime.engine.plugins import (
     HookTracker,
     PluginRegistry,
@@ -53,12 +53,12 @@ from runtime.engine.watchdog import LoopWatchdog
 from runtime.sdk import Intents, StrategyContext, Subscription
 from runtime.trading.book import Books
 from runtime.trading.execution import Executor
-from runtime.trading.execution.live import Credentials, KeySource, LiveExecutor, venue_clients
+from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.execution.paper import PaperExecutor
 from runtime.trading.portfolio import MidPrices, Portfolio
 from runtime.trading.risk import KillSwitch, RiskGuard
-from runtime.venues.binance.feed import DepthSnapshots
-from runtime.venues.registry import build_feed, build_parser
+from runtime.venues.contract import BookResync
+from runtime.venues.registry import build_feed, build_parser, instrument, venue_clients
 from runtime.venues.replay import FrameRecorder, ReplayFeed
 
 FEED_RESTART_CAP_S: Final = 30.0
@@ -197,7 +197,7 @@ class Engine:
         self.kill_switch = KillSwitch()
         self.feeds: dict[str, Feed] = {}
         self._sources: list[Feed] = []
-        self.snapshots: dict[str, DepthSnapshots] = {}
+        self.snapshots: dict[str, BookResync] = {}
         self.risk = RiskGuard(
             config.risk, self.portfolio, self.prices, self.kill_switch, stale_venue=self._stale
         )

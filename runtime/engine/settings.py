@@ -15,6 +15,7 @@ from runtime.core.settings import Frozen
 from runtime.engine.plugins import PluginRegistry, config_errors
 from runtime.trading.execution.paper import PaperConfig
 from runtime.trading.risk import RiskLimits
+from runtime.venues.registry import VenueName, registry
 
 _STRATEGY_ID = r"^[a-z0-9][a-z0-9_-]{0,15}$"
 
@@ -48,13 +49,10 @@ class IsolationConfig(Frozen):
 
 
 def _default_venues() -> dict[str, VenueConfig]:
+    """Every installed venue at its public URLs (``runtime.venues.registry``)."""
     return {
-        "binance": VenueConfig(
-            ws_url="wss://stream.binance.com:9443", rest_url="https://api.binance.com"
-        ),
-        "upbit": VenueConfig(
-            ws_url="wss://api.upbit.com/websocket/v1", rest_url="https://api.upbit.com"
-        ),
+        name: VenueConfig(ws_url=venue.ws_url, rest_url=venue.rest_url)
+        for name, venue in registry().venues.items()
     }
 
 
@@ -70,7 +68,7 @@ class EngineSettings(Frozen):
     """What the engine itself needs; every field has a default that runs without services."""
 
     mode: Literal["paper", "live"] = "paper"
-    venues: dict[str, VenueConfig] = pydantic.Field(default_factory=_default_venues)
+    venues: dict[VenueName, VenueConfig] = pydantic.Field(default_factory=_default_venues)
     strategies: list[StrategyEntry] = pydantic.Field(default_factory=_default_strategies)
     risk: RiskLimits = pydantic.Field(default_factory=RiskLimits)
     paper: PaperConfig = pydantic.Field(default_factory=PaperConfig)

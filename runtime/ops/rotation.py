@@ -43,8 +43,8 @@ from runtime.core.errors import (
     VaultUnavailableError,
 )
 from runtime.core.logging import logger, register_secret
+from runtime.core.venue import Credentials
 from runtime.platform.vault import ExchangeKey, ExchangeKeys, KeyMetadata, key_fingerprint
-from runtime.trading.execution.live import Credentials
 
 T = TypeVar("T")
 ENGINE_SERVICE = "arbfleet-engine"

@@ -105,9 +105,9 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _venue_keys(args: argparse.Namespace, kv: ExchangeKeys) -> VenueKeyManager:
     """The key file an operator made by hand, else the venue's API from its KV entry."""
+    from runtime.core.venue import Credentials
     from runtime.ops.rotation import KeyManagementApi, OperatorKeys
     from runtime.platform.vault import MANAGEMENT_ENTRY
-    from runtime.trading.execution.live import Credentials
 
     if args.new_key_file is not None:
         document = json.loads(args.new_key_file.read_text())

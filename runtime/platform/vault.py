@@ -37,7 +37,7 @@ import hvac.exceptions
 from runtime.core.errors import AuthenticationError, CasConflictError, VaultUnavailableError
 from runtime.core.logging import logger, register_secret
 from runtime.core.retry import Backoff
-from runtime.trading.execution.live import Credentials
+from runtime.core.venue import Credentials
 
 SECRETS_DIR: Final = Path(__file__).resolve().parents[2] / "secrets"
 ROTATION_POLICY: Final = "key-rotation"

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from runtime.core.errors import RotationError
 from runtime.core.logging import configure
 from runtime.core.orders import OrderStatus
+from runtime.core.venue import Credentials
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
 from runtime.ops.rotation import (
     ConsulEngines,
@@ -40,8 +41,9 @@ from runtime.ops.rotation import (
 from runtime.persistence.migrate import migrate
 from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
 from runtime.trading.book import Books
-from runtime.trading.execution.live import Credentials, LiveExecutor, venue_clients
+from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.portfolio import Portfolio
+from runtime.venues.registry import venue_clients
 from tests.integration.test_simulator_roundtrip import Recorder, intent, wait_for
 from tests.integration.vault_kit import (
     ADMIN_TOKEN,

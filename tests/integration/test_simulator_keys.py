@@ -9,11 +9,13 @@ import pytest
 
 from runtime.core.errors import ExchangeError
 from runtime.core.orders import OrderStatus
+from runtime.core.venue import Credentials
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
 from runtime.ops.rotation import KeyManagementApi
 from runtime.trading.book import Books
-from runtime.trading.execution.live import Credentials, LiveExecutor, venue_clients
+from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.portfolio import Portfolio
+from runtime.venues.registry import venue_clients
 from tests.integration.test_simulator_roundtrip import Recorder, intent, settle
 
 ADMIN = "sim-admin-token-5d1e"

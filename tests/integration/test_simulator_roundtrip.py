@@ -14,13 +14,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from runtime.config import load_config
 from runtime.core.logging import configure, register_secret
 from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
+from runtime.core.venue import Credentials
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, FaultParams, MarketParams, SimulatorConfig
 from runtime.engine.engine import Engine
 from runtime.node import Node
 from runtime.trading.book import Books
-from runtime.trading.execution.live import Credentials, LiveExecutor, venue_clients
+from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.portfolio import Portfolio
+from runtime.venues.registry import venue_clients
 
 LIVELY = MarketParams(dislocations_per_s=5.0)
 CANARY = "sim-canary-secret-41b7"

@@ -17,6 +17,7 @@ import requests
 
 from runtime.cli.main import main
 from runtime.core.errors import VaultUnavailableError
+from runtime.core.venue import Credentials
 from runtime.platform.dbcreds import with_user
 from runtime.platform.vault import (
     SECRETS_DIR,
@@ -26,7 +27,6 @@ from runtime.platform.vault import (
     apply_layout,
     deployment_policy,
 )
-from runtime.trading.execution.live import Credentials
 from tests.integration.vault_kit import deployment, remove_layout, token_file, unique_layout
 from tests.stack_plugin import vault_stanza, wait_for
 

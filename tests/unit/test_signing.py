@@ -10,13 +10,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from runtime.venues.signing import (
-    binance_signature,
-    binance_signed_query,
-    upbit_query_hash,
-    upbit_token,
-    verify_upbit_token,
-)
+from runtime.venues.binance.signing import binance_signature, binance_signed_query
+from runtime.venues.upbit.signing import upbit_query_hash, upbit_token, verify_upbit_token
 
 # The example from Binance's "SIGNED endpoint security" documentation.
 DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

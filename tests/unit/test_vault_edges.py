@@ -100,7 +100,7 @@ def test_a_lost_check_and_set_is_a_conflict_not_an_outage(canned: Canned) -> Non
     canned.status = 400
     canned.body = {"errors": ["check-and-set parameter did not match the current version"]}
     keys = ExchangeKeys(VaultSession(canned.url, token="t"), "exchanges")
-    from runtime.trading.execution.live import Credentials
+    from runtime.core.venue import Credentials
 
     with pytest.raises(CasConflictError, match="cas 4"):
         keys.write("binance", "main", Credentials("k", "s"), cas=4)

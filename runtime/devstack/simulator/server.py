@@ -36,10 +36,11 @@ from aiohttp import WSMsgType, web
 from loguru import logger
 from pydantic import NonNegativeFloat, PositiveFloat
 
-from runtime.core.instruments import instrument
 from runtime.devstack.simulator.keys import KeyRegistry
 from runtime.devstack.simulator.market import MARKETS, Ladder, MarketModel, MarketParams
-from runtime.venues.signing import binance_signature, read_upbit_token, verify_upbit_token
+from runtime.venues.binance.signing import binance_signature
+from runtime.venues.registry import instrument
+from runtime.venues.upbit.signing import read_upbit_token, verify_upbit_token
 
 _QUEUE_LIMIT: Final = 10_000
 _HANG_UP: Final = b""

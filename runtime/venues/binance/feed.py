@@ -21,7 +21,7 @@ import asyncio
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, Final, Generic, TypeVar
 
 import aiohttp
@@ -37,10 +37,12 @@ from runtime.core.frames import (
     Id,
     decode_error_reason,
     decode_object,
+    levels_valid,
     value_reason,
 )
 from runtime.core.retry import Backoff
-from runtime.venues.base import RestLimiter
+from runtime.venues.base import RestLimiter, WebsocketFeed
+from runtime.venues.contract import FeedRequest, VenueFeed
 
 VENUE: Final = "binance"
 _INF: Final = math.inf
@@ -143,14 +145,6 @@ def _counted_keys(wire: object) -> int:
     if isinstance(wire, _DepthWire):
         return _DEPTH_KEYS
     return _TICKER_KEYS
-
-
-def levels_valid(levels: tuple[Level, ...]) -> bool:
-    """True if every price is finite and positive and every size finite and not negative."""
-    for price, size in levels:  # noqa: SIM110 - a loop is faster than all() over a generator
-        if not (0.0 < price < _INF and 0.0 <= size < _INF):
-            return False
-    return True
 
 
 class BinanceParser:
@@ -454,3 +448,35 @@ class DepthSnapshots:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def open_feed(request: FeedRequest) -> VenueFeed:
+    """One combined-stream connection for every stream, and the depth snapshots its L2 books
+    need after every (re)connect and every sequence gap."""
+    streams = stream_names(
+        [(s.instrument.venue_symbol, s.depth, s.trades) for s in request.streams]
+    )
+    depth = {s.instrument.symbol: s.instrument.venue_symbol for s in request.streams if s.depth}
+    snapshots = None
+    if depth:
+        limiter = RestLimiter(request.rest_requests_per_s, burst=max(1, len(depth)))
+        snapshots = DepthSnapshots(request.rest_url, depth, request.on_snapshot, limiter)
+    feed = WebsocketFeed(
+        request.venue,
+        combined_stream_url(request.ws_url, streams),
+        request.on_frame,
+        stale_after_s=request.stale_after_s,
+        on_connected=_request_all(snapshots),
+    )
+    return VenueFeed(feed, snapshots)
+
+
+def _request_all(snapshots: DepthSnapshots | None) -> Callable[[], Awaitable[None]] | None:
+    if snapshots is None:
+        return None
+
+    async def request() -> None:
+        # After a (re)connect every L2 book needs a fresh snapshot to line the diffs up with.
+        snapshots.request_all()
+
+    return request

@@ -29,9 +29,11 @@ from runtime.core.frames import (
     Id,
     decode_error_reason,
     decode_object,
+    levels_valid,
     value_reason,
 )
-from runtime.venues.binance.feed import levels_valid
+from runtime.venues.base import WebsocketFeed
+from runtime.venues.contract import FeedRequest, VenueFeed
 
 VENUE: Final = "upbit"
 _INF: Final = math.inf
@@ -210,3 +212,18 @@ def subscription_message(
         request.append({"type": "trade", "codes": list(trade_symbols)})
     request.append({"format": "DEFAULT"})
     return msgspec.json.encode(request)
+
+
+def open_feed(request: FeedRequest) -> VenueFeed:
+    """One connection; the streams are chosen by a message sent once connected. Every orderbook
+    message is a whole book, so no snapshot is ever fetched."""
+    codes = [s.instrument.venue_symbol for s in request.streams]
+    trade_codes = [s.instrument.venue_symbol for s in request.streams if s.trades]
+    feed = WebsocketFeed(
+        request.venue,
+        request.ws_url,
+        request.on_frame,
+        stale_after_s=request.stale_after_s,
+        subscribe=subscription_message(codes, trade_codes),
+    )
+    return VenueFeed(feed)

@@ -1,9 +1,9 @@
-"""Request signing: Binance-style HMAC-SHA256 query signatures and Upbit-style JWTs.
+"""Upbit request signing: a JWT per request (HS256/HS512) carrying the hash of its parameters.
 
-Both are small enough to write out with the standard library, which keeps the secret in our own
-code path (no third-party JWT library sees it) and lets the exchange simulator verify requests
-with the same definitions the live executor signs them with. The unit tests check both against
-independently computed values, so a shared mistake cannot hide.
+Small enough to write out with the standard library, which keeps the secret in our own code path
+(no third-party JWT library sees it) and lets the exchange simulator verify requests with the same
+definitions the live client signs them with. The unit tests check them against independently
+computed values, so a shared mistake cannot hide.
 """
 
 from __future__ import annotations
@@ -18,17 +18,6 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 JWT_ALGORITHMS: Final = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}
-
-
-def binance_signature(secret: str, payload: str) -> str:
-    """Hex HMAC-SHA256 of the query string (plus body) Binance receives, keyed by the secret."""
-    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-
-
-def binance_signed_query(params: Mapping[str, Any], secret: str) -> str:
-    """``params`` URL-encoded in order with ``&signature=...`` appended."""
-    query = urlencode(list(params.items()))
-    return f"{query}&signature={binance_signature(secret, query)}"
 
 
 def _b64url(data: bytes) -> str:
