@@ -41,8 +41,8 @@ from runtime.engine.plugins import (
     discover,
 )
 from runtime.engine.watchdog import LoopWatchdog
+from runtime.observability.catalogue import TICK_TO_INTENT_BUCKETS_S
 from runtime.observability.health import HealthServer
-from runtime.observability.metrics import TICK_TO_INTENT_BUCKETS_S
 from runtime.persistence.service import Persistence
 from runtime.platform.consul import ConsulLink, consul_link
 from runtime.trading.book import Books
