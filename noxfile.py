@@ -5,7 +5,7 @@ nox -s toolchain               the pinned OpenTofu, OpenBao, Nomad, Consul, Prom
 nox -s stack -- up|down|status the local Nomad/Consul/OpenBao/PostgreSQL/Redis stack
 nox -s tests                   every test, against real services started by the session
 nox -s bench [-- --quick]      benchmarks; figures in bench/results.json
-nox -s lint                    ruff, mypy and the import contracts
+nox -s lint                    ruff, mypy, the import contracts, the monitoring drift check
 """
 
 from __future__ import annotations
@@ -68,9 +68,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over everything; mypy --strict over runtime/ and strategies/; the import contracts."""
+    """ruff over everything; mypy --strict over runtime/ and strategies/; the import contracts;
+    the generated monitoring files against a fresh generation."""
     _install(session, "test", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
     session.run("lint-imports")
+    session.run("python", "-m", "monitoring.generate", "--check")

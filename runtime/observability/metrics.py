@@ -1,10 +1,11 @@
 """Prometheus metrics, read from the engine's own counters when scraped.
 
-Names, types and labels follow ``monitoring/metrics.md`` (the contract the alert rules and
-dashboards are tested against). The hot path bumps plain integers; prometheus-client's counters
-take a lock per increment, which would cost more than parsing a message, so a custom collector
-turns the integers into metric families at scrape time instead. Labels are venues, strategy ids,
-hooks, instruments and reason classes: never keys, never free text.
+Every family's name, type, help text and label names come from ``catalogue.py``, which
+``monitoring/`` derives its rules, dashboards and ``metrics.md`` from. The hot path bumps plain
+integers; prometheus-client's counters take a lock per increment, which would cost more than
+parsing a message, so a custom collector turns the integers into metric families at scrape
+time instead. Labels are venues, strategy ids, hooks, instruments and reason classes: never
+keys, never free text.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from runtime import __version__
 from runtime.core.instruments import split_symbol
-from runtime.engine.stats import TICK_TO_INTENT_BUCKETS_S
+from runtime.observability import catalogue as m
 from runtime.platform.consul import CHECK_NAME, STATES
 from runtime.venues.replay import ReplayFeed
 
@@ -58,6 +59,27 @@ class Observed(Protocol):
     def consul(self) -> ConsulLink | None: ...
 
 
+def counter_of(metric: m.Metric) -> CounterMetricFamily:
+    """An empty family of the catalogue's `metric` (which must be a counter)."""
+    _expect(metric, "counter")
+    return CounterMetricFamily(metric.name, metric.help, labels=metric.labels)
+
+
+def gauge_of(metric: m.Metric) -> GaugeMetricFamily:
+    _expect(metric, "gauge")
+    return GaugeMetricFamily(metric.name, metric.help, labels=metric.labels)
+
+
+def histogram_of(metric: m.Metric) -> HistogramMetricFamily:
+    _expect(metric, "histogram")
+    return HistogramMetricFamily(metric.name, metric.help, labels=metric.labels)
+
+
+def _expect(metric: m.Metric, kind: m.Kind) -> None:
+    if metric.kind != kind:
+        raise TypeError(f"{metric.name} is a {metric.kind} in the catalogue, not a {kind}")
+
+
 def _instrument(symbol: str) -> str:
     return symbol.replace("/", "-")  # the contract's instrument ids: BTC-USDT
 
@@ -68,9 +90,7 @@ class EngineCollector(Collector):
         self._engine = node.engine
 
     def collect(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily(
-            "arbfleet_engine_info", "The engine's version and mode", labels=["version", "mode"]
-        )
+        info = gauge_of(m.ENGINE_INFO)
         info.add_metric([__version__, self._engine.config.mode], 1.0)
         yield info
         yield from self._feeds()
@@ -85,12 +105,7 @@ class EngineCollector(Collector):
     def _feeds(self) -> Iterator[Metric]:
         engine = self._engine
         now = time.time_ns()
-        frames = CounterMetricFamily(
-            "arbfleet_feed_frames", "Messages parsed into events", labels=["venue", "type"]
-        )
-        dropped = CounterMetricFamily(
-            "arbfleet_feed_dropped", "Messages dropped", labels=["venue", "reason"]
-        )
+        frames, dropped = counter_of(m.FEED_FRAMES), counter_of(m.FEED_DROPPED)
         for venue, counter in engine.stats.frames.items():
             drops = engine.drops[venue].counts
             not_parsed = engine.drops[venue].frames_dropped
@@ -104,21 +119,11 @@ class EngineCollector(Collector):
         yield frames
         yield dropped
         gauges = {
-            name: GaugeMetricFamily(f"arbfleet_feed_{name}", text, labels=["venue"])
-            for name, text in (
-                ("connected", "1 while the websocket is connected"),
-                ("stale", "1 while the engine considers the venue silent"),
-                ("staleness_seconds", "Seconds since the last message"),
-            )
+            "connected": gauge_of(m.FEED_CONNECTED),
+            "stale": gauge_of(m.FEED_STALE),
+            "staleness_seconds": gauge_of(m.FEED_STALENESS),
         }
-        reconnects = CounterMetricFamily(
-            "arbfleet_feed_reconnects", "Connections after the first", labels=["venue"]
-        )
-        restarts = CounterMetricFamily(
-            "arbfleet_feed_restarts",
-            "Feed tasks restarted after an unexpected error",
-            labels=["venue"],
-        )
+        reconnects, restarts = counter_of(m.FEED_RECONNECTS), counter_of(m.FEED_RESTARTS)
         for venue, feed in engine.feeds.items():
             gauges["connected"].add_metric([venue], float(feed.connected))
             gauges["stale"].add_metric([venue], float(feed.stale(now)))
@@ -131,18 +136,14 @@ class EngineCollector(Collector):
         yield from gauges.values()
         yield reconnects
         yield restarts
-        gaps = CounterMetricFamily("arbfleet_book_gaps", "Order book gaps", labels=["venue"])
+        gaps = counter_of(m.BOOK_GAPS)
         for venue, count in engine.stats.gaps.items():
             gaps.add_metric([venue], count)
         yield gaps
 
     def _replay(self) -> CounterMetricFamily:
         """Lines of a replay file by outcome; no samples unless the engine plays one."""
-        lines = CounterMetricFamily(
-            "arbfleet_replay_lines",
-            "Lines of the replay file: played, blank, bad_record, unknown_venue",
-            labels=["outcome"],
-        )
+        lines = counter_of(m.REPLAY_LINES)
         for feed in self._engine.feeds.values():
             if isinstance(feed, ReplayFeed):
                 for outcome, count in feed.stats.lines().items():
@@ -152,21 +153,15 @@ class EngineCollector(Collector):
     def _strategies(self) -> Iterator[Metric]:
         engine = self._engine
         by_strategy = [(s, engine.stats.by_strategy[s.name]) for s in engine.strategies]
-        yield self._per_strategy("opportunities", "Opportunities acted on", by_strategy)
-        yield self._per_strategy("blocked", "Orders the risk guards blocked", by_strategy)
-        for name, text in (("orders", "Orders sent"), ("fills", "Fills received")):
-            family = CounterMetricFamily(
-                f"arbfleet_strategy_{name}", text, labels=["strategy", "venue"]
-            )
+        yield self._per_strategy(m.STRATEGY_OPPORTUNITIES, "opportunities", by_strategy)
+        yield self._per_strategy(m.STRATEGY_BLOCKED, "blocked", by_strategy)
+        for metric, name in ((m.STRATEGY_ORDERS, "orders"), (m.STRATEGY_FILLS, "fills")):
+            family = counter_of(metric)
             for safe, stats in by_strategy:
                 for venue, count in getattr(stats, f"{name}_by_venue").items():
                     family.add_metric([safe.name, venue], count)
             yield family
-        rejections = CounterMetricFamily(
-            "arbfleet_venue_rejections",
-            "Orders refused",
-            labels=["strategy", "venue", "reason"],
-        )
+        rejections = counter_of(m.VENUE_REJECTIONS)
         for safe, stats in by_strategy:
             for (venue, reason), count in stats.rejections.items():
                 rejections.add_metric([safe.name, venue, reason], count)
@@ -177,24 +172,20 @@ class EngineCollector(Collector):
 
     @staticmethod
     def _per_strategy(
-        name: str, text: str, by_strategy: list[tuple[SafeStrategy, StrategyStats]]
+        metric: m.Metric, name: str, by_strategy: list[tuple[SafeStrategy, StrategyStats]]
     ) -> CounterMetricFamily:
-        family = CounterMetricFamily(f"arbfleet_strategy_{name}", text, labels=["strategy"])
+        family = counter_of(metric)
         for safe, stats in by_strategy:
             family.add_metric([safe.name], getattr(stats, name))
         return family
 
     @staticmethod
     def _latency(by_strategy: list[tuple[SafeStrategy, StrategyStats]]) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(
-            "arbfleet_tick_to_intent_seconds",
-            "Local receive time of a market event to the intents it caused",
-            labels=["strategy"],
-        )
+        family = histogram_of(m.TICK_TO_INTENT)
         for safe, stats in by_strategy:
             cumulative = 0
             buckets: list[tuple[str, float]] = []
-            for bound, count in zip(TICK_TO_INTENT_BUCKETS_S, stats.tick_to_intent, strict=True):
+            for bound, count in zip(m.TICK_TO_INTENT.buckets, stats.tick_to_intent, strict=True):
                 cumulative += count
                 buckets.append((repr(bound), cumulative))
             buckets.append(("+Inf", stats.tick_to_intent_count))
@@ -207,18 +198,8 @@ class EngineCollector(Collector):
 
     def _health_of_plugins(self) -> Iterator[Metric]:
         engine = self._engine
-        errors = CounterMetricFamily(
-            "arbfleet_strategy_errors", "Plugin hook failures", labels=["strategy", "hook"]
-        )
-        quarantines = CounterMetricFamily(
-            "arbfleet_strategy_quarantines", "Times quarantined", labels=["strategy"]
-        )
-        quarantined = GaugeMetricFamily(
-            "arbfleet_strategy_quarantined", "1 while quarantined", labels=["strategy"]
-        )
-        pnl = GaugeMetricFamily(
-            "arbfleet_strategy_pnl", "PnL marked to market (USDT)", labels=["strategy"]
-        )
+        errors, quarantines = counter_of(m.STRATEGY_ERRORS), counter_of(m.STRATEGY_QUARANTINES)
+        quarantined, pnl = gauge_of(m.STRATEGY_QUARANTINED), gauge_of(m.STRATEGY_PNL)
         for safe in engine.strategies:
             for hook, count in safe.errors.items():
                 errors.add_metric([safe.name, hook], count)
@@ -231,11 +212,7 @@ class EngineCollector(Collector):
 
     def _positions(self) -> Iterator[Metric]:
         engine = self._engine
-        family = GaugeMetricFamily(
-            "arbfleet_position",
-            "Signed position in base units",
-            labels=["strategy", "venue", "instrument"],
-        )
+        family = gauge_of(m.POSITION)
         for safe in engine.strategies:
             for sub in safe.subscriptions():
                 base, _ = split_symbol(sub.symbol)
@@ -245,59 +222,38 @@ class EngineCollector(Collector):
 
     def _risk(self) -> Iterator[Metric]:
         engine = self._engine
-        blocked = CounterMetricFamily(
-            "arbfleet_risk_blocked", "Orders blocked by guard", labels=["reason"]
-        )
+        blocked = counter_of(m.RISK_BLOCKED)
         for reason, count in engine.risk.blocked.items():
             blocked.add_metric([reason], count)
         yield blocked
-        loss = GaugeMetricFamily(
-            "arbfleet_risk_daily_loss", "Loss so far this UTC day", labels=["strategy"]
-        )
-        limit = GaugeMetricFamily(
-            "arbfleet_risk_daily_loss_limit", "max_daily_loss", labels=["strategy"]
-        )
+        loss, limit = gauge_of(m.RISK_DAILY_LOSS), gauge_of(m.RISK_DAILY_LOSS_LIMIT)
         for safe in engine.strategies:
             lost = engine.risk.daily_loss(safe.name)
             loss.add_metric([safe.name], max(lost or 0.0, 0.0))
             limit.add_metric([safe.name], engine.risk.limits.max_daily_loss)
         yield loss
         yield limit
-        yield GaugeMetricFamily(
-            "arbfleet_kill_switch", "1 while engaged", value=float(engine.kill_switch.engaged)
-        )
+        kill_switch = gauge_of(m.KILL_SWITCH)
+        kill_switch.add_metric([], float(engine.kill_switch.engaged))
+        yield kill_switch
 
     def _loop(self) -> Iterator[Metric]:
         watchdog = self._engine.watchdog
-        yield GaugeMetricFamily("arbfleet_loop_lag_seconds", "Event loop lag", value=watchdog.lag_s)
-        yield CounterMetricFamily(
-            "arbfleet_loop_stalls", "Times the loop was blocked", value=watchdog.stalls
-        )
+        lag, stalls = gauge_of(m.LOOP_LAG), counter_of(m.LOOP_STALLS)
+        lag.add_metric([], watchdog.lag_s)
+        stalls.add_metric([], watchdog.stalls)
+        yield from (lag, stalls)
 
     def _exchange_keys(self) -> Iterator[Metric]:
-        """Key version in use and its age per account, and the TTL of every Vault lease."""
+        """Key version in use and its age per account, and the TTL of every Vault lease (families
+        without samples when the engine reads no secret from Vault)."""
         keys, database = self._node.keys, self._node.db_credentials
-        if keys is None and database is None:
-            return
-        version = GaugeMetricFamily(
-            "arbfleet_exchange_key_version",
-            "KV v2 version of the exchange key in use",
-            labels=["venue", "account"],
-        )
-        age = GaugeMetricFamily(
-            "arbfleet_exchange_key_age_seconds",
-            "Age of the exchange key in use (its KV version's created_time)",
-            labels=["venue", "account"],
-        )
+        version, age = gauge_of(m.EXCHANGE_KEY_VERSION), gauge_of(m.EXCHANGE_KEY_AGE)
         for venue, report in (keys.report() if keys is not None else {}).items():
             if report["version"] is not None:
                 version.add_metric([venue, report["account"]], report["version"])
                 age.add_metric([venue, report["account"]], report["age_s"])
-        ttl = GaugeMetricFamily(
-            "arbfleet_vault_lease_ttl_seconds",
-            "Seconds left on each Vault lease or token the engine holds",
-            labels=["secret"],
-        )
+        ttl = gauge_of(m.VAULT_LEASE_TTL)
         for source in (keys, database):
             for secret, seconds in (source.lease_ttls() if source is not None else {}).items():
                 ttl.add_metric([secret], seconds)
@@ -306,15 +262,8 @@ class EngineCollector(Collector):
     def _writer(self) -> Iterator[Metric]:
         """The database writer: back-pressure (queue depth, spill) and throughput."""
         writer = self._node.writer
-        depth = GaugeMetricFamily(
-            "arbfleet_writer_queue_depth", "Rows waiting in the writer's queue", labels=["table"]
-        )
-        rows = CounterMetricFamily(
-            "arbfleet_writer_rows", "Rows written to the database", labels=["table"]
-        )
-        spill = GaugeMetricFamily(
-            "arbfleet_writer_spill_bytes", "Bytes spilled to disk while the database is away"
-        )
+        depth, spill = gauge_of(m.WRITER_QUEUE_DEPTH), gauge_of(m.WRITER_SPILL)
+        rows = counter_of(m.WRITER_ROWS)
         if writer is not None:
             for table, count in writer.queue_depth().items():
                 depth.add_metric([table], count)
@@ -324,17 +273,12 @@ class EngineCollector(Collector):
         yield from (depth, rows, spill)
 
     def _consul(self) -> Iterator[Metric]:
-        """The state of the "can trade" TTL check last sent to Consul (when Consul is on)."""
+        """The state of the "can trade" TTL check last sent to Consul (no samples without it)."""
         link = self._node.consul
-        if link is None:
-            return
-        state = GaugeMetricFamily(
-            "arbfleet_consul_check_state",
-            "1 for the Consul check's current state",
-            labels=["check", "state"],
-        )
-        for name in STATES:
-            state.add_metric([CHECK_NAME, name], float(link.status == name))
+        state = gauge_of(m.CONSUL_CHECK_STATE)
+        if link is not None:
+            for name in STATES:
+                state.add_metric([CHECK_NAME, name], float(link.status == name))
         yield state
 
 
@@ -347,8 +291,9 @@ def engine_registry(node: Observed) -> CollectorRegistry:
 
 
 class BackupCollector(Collector):
-    """``arbfleet_backup_*``, read from the backup directory at each scrape (the backup job is a
-    periodic batch job with nothing to scrape: `arbfleet db backup-exporter` serves these)."""
+    """The catalogue's ``BACKUP`` families, read from the backup directory at each scrape (the
+    backup job is a periodic batch job with nothing to scrape: `arbfleet db backup-exporter`
+    serves these)."""
 
     def __init__(self, backups: Path) -> None:
         self._backups = backups
@@ -356,19 +301,8 @@ class BackupCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from runtime.persistence.backup import status
 
-        last = GaugeMetricFamily(
-            "arbfleet_backup_last_success_timestamp_seconds",
-            "When the newest backup of the store ended",
-            labels=["store"],
-        )
-        size = GaugeMetricFamily(
-            "arbfleet_backup_last_size_bytes", "Size of the newest backup", labels=["store"]
-        )
-        failed = GaugeMetricFamily(
-            "arbfleet_backup_last_run_failed",
-            "1 when the backup job's last run for the store failed",
-            labels=["store"],
-        )
+        last, size = gauge_of(m.BACKUP_LAST_SUCCESS), gauge_of(m.BACKUP_LAST_SIZE)
+        failed = gauge_of(m.BACKUP_LAST_RUN_FAILED)
         for store in status(self._backups):
             if store.last_success is not None and store.size_bytes is not None:
                 last.add_metric([store.store], float(store.last_success))

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from monitoring import generate
+from monitoring.alerting import alert_rules
+from monitoring.settings import load_settings, minutes
 from runtime.devstack import toolchain
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -71,17 +72,13 @@ def test_promtool_tests_catch_a_for_that_is_one_minute_longer(tmp_path: Path) ->
     rules = tmp_path / "prometheus" / "rules" / "alerts.yml"
     text = rules.read_text()
     for line in sorted({ln for ln in text.splitlines() if ln.strip().startswith("for: ")}):
-        minutes = generate.minutes(line.split(": ")[1])
-        text = text.replace(line + "\n", line.split("for: ")[0] + f"for: {minutes + 1}m\n")
+        longer = minutes(line.split(": ")[1]) + 1
+        text = text.replace(line + "\n", line.split("for: ")[0] + f"for: {longer}m\n")
     rules.write_text(text)
 
     result = run(binary("promtool"), "test", "rules", tmp_path / "prometheus/tests/alerts_test.yml")
     assert result.returncode != 0
-    names = {
-        r["alert"]
-        for g in generate.alert_rules(generate.load_settings())["groups"]
-        for r in g["rules"]
-    }
+    names = {r["alert"] for g in alert_rules(load_settings())["groups"] for r in g["rules"]}
     assert {n for n in names if f"alertname: {n}," in result.stderr} == names
 
 

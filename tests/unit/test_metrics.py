@@ -1,29 +1,24 @@
-"""The engine's metrics keep to the contract in monitoring/metrics.md."""
+"""The engine's metrics: the families its collectors expose are exactly the catalogue's
+(runtime/observability/catalogue.py, which monitoring/ derives its rules and metrics.md from),
+and their values reflect what the engine did."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
 
 from runtime.config import load_config
 from runtime.node import Node
-from runtime.observability.metrics import engine_registry
+from runtime.observability import catalogue
+from runtime.observability.metrics import backup_registry, engine_registry, gauge_of
 from runtime.venues.base import WebsocketFeed
 from runtime.venues.replay import ReplayFeed
 from tests.unit.market_kit import binance_ticker, upbit_book
-
-CONTRACT = Path(__file__).parents[2] / "monitoring" / "metrics.md"
-OWNED_ELSEWHERE = re.compile(r"arbfleet_(vault|exchange_key|consul|backup)_")
-
-
-def contract_names() -> set[str]:
-    """Metric names of the contract's tables, as exposed (counters end in _total)."""
-    return set(re.findall(r"^\| `(arbfleet_[a-z_]+)`", CONTRACT.read_text(), flags=re.M))
 
 
 def scrape(node: Node) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -35,13 +30,31 @@ def scrape(node: Node) -> dict[str, list[tuple[dict[str, str], float]]]:
     return exposed
 
 
-def families(node: Node) -> set[str]:
-    """Names of every metric family exposed, samples or not, as the contract writes them."""
-    text = generate_latest(engine_registry(node)).decode()
-    return {
-        f"{family.name}_total" if family.type == "counter" else family.name
-        for family in text_string_to_metric_families(text)
+Exposed = tuple[str, str, tuple[float, ...], set[str]]  # type, help, buckets, label names
+
+
+def families(registry: CollectorRegistry) -> dict[str, Exposed]:
+    """Every `arbfleet_` family exposed, samples or not, as read back from the exposition text:
+    label names from its samples (none without samples), bucket bounds from `le`."""
+    text = generate_latest(registry).decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        labels = {name for sample in family.samples for name in sample.labels} - {"le"}
+        bounds = {s.labels["le"] for s in family.samples if s.name.endswith("_bucket")}
+        buckets = tuple(sorted(float(b) for b in bounds - {"+Inf"}))
+        out[family.name] = (family.type, family.documentation, buckets, labels)
+    return {name: f for name, f in out.items() if name.startswith("arbfleet_")}
+
+
+def assert_exposes_exactly(
+    registry: CollectorRegistry, entries: tuple[catalogue.Metric, ...]
+) -> None:
+    exposed = families(registry)
+    assert {name: f[:3] for name, f in exposed.items()} == {
+        m.name: (m.kind, m.help, m.buckets) for m in entries
     }
+    for metric in entries:
+        assert exposed[metric.name][3] in (set(), set(metric.labels)), metric.name
 
 
 def traded_engine() -> Node:
@@ -56,14 +69,17 @@ def traded_engine() -> Node:
     return node
 
 
-def test_every_exported_engine_metric_is_in_the_contract() -> None:
-    exported = {name for name in families(traded_engine()) if name.startswith("arbfleet_")}
-    assert exported <= contract_names()
+def test_the_engine_exposes_exactly_the_catalogue_families() -> None:
+    assert_exposes_exactly(engine_registry(traded_engine()), catalogue.ENGINE)
 
 
-def test_every_contract_metric_of_the_engine_is_exported() -> None:
-    expected = {n for n in contract_names() if not OWNED_ELSEWHERE.match(n)}
-    assert expected <= families(traded_engine())
+def test_the_backup_exporter_exposes_exactly_the_catalogue_families(tmp_path: Path) -> None:
+    assert_exposes_exactly(backup_registry(tmp_path), catalogue.BACKUP)
+
+
+def test_a_family_of_the_wrong_kind_is_refused() -> None:
+    with pytest.raises(TypeError, match="arbfleet_feed_frames is a counter"):
+        gauge_of(catalogue.FEED_FRAMES)
 
 
 def test_values_reflect_what_happened() -> None:

@@ -14,16 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from monitoring import generate
+from monitoring import alerting, configs, generate, recording
+from monitoring.elsewhere import ELSEWHERE
+from monitoring.settings import load_settings, minutes, selectors
+from runtime.observability import catalogue
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "monitoring"
 RUNBOOKS = REPO / "docs" / "runbooks"
-SETTINGS = generate.load_settings()
-RULES = [r for g in generate.alert_rules(SETTINGS)["groups"] for r in g["rules"]]
+SETTINGS = load_settings()
+RULES = [r for g in alerting.alert_rules(SETTINGS)["groups"] for r in g["rules"]]
 ALERT_NAMES = sorted({r["alert"] for r in RULES})
-RECORDED = {r["record"] for g in generate.recording_rules(SETTINGS)["groups"] for r in g["rules"]}
+RECORDED = {r["record"] for g in recording.recording_rules(SETTINGS)["groups"] for r in g["rules"]}
 DASHBOARDS = {
     p.stem: json.loads(p.read_text()) for p in (MONITORING / "grafana/dashboards").glob("*.json")
 }
@@ -48,7 +52,7 @@ PROMQL_WORDS = {
 
 
 def test_committed_files_are_what_the_generator_writes() -> None:
-    assert generate.drift() == [], "run: python monitoring/generate.py"
+    assert generate.drift() == [], "run: python -m monitoring.generate"
 
 
 def test_drift_check_flags_an_edited_and_an_orphaned_file(tmp_path: Path) -> None:
@@ -66,11 +70,12 @@ def test_a_threshold_changed_in_toml_moves_rule_test_and_dashboard_together() ->
     settings["alerts"]["ArbfleetFeedStale"]["thresholds"]["critical"] = 42
     files = generate.outputs(settings)
 
-    assert (
-        'arbfleet_feed_staleness_seconds{job="arbfleet-engine"} > 42\''
-        in files[generate.ALERTS_FILE]
-    )
-    assert "values: '42+0x120'" in files[generate.ALERT_TESTS_FILE]  # the at-threshold series
+    exprs = {
+        r["expr"] for g in yaml.safe_load(files[generate.ALERTS_FILE])["groups"] for r in g["rules"]
+    }
+    assert f'{catalogue.FEED_STALENESS.series}{{job="arbfleet-engine"}} > 42' in exprs
+    tests = yaml.safe_load(files[generate.ALERT_TESTS_FILE])["tests"]
+    assert "42+0x120" in {s["values"] for t in tests for s in t["input_series"]}  # at-threshold
     board = json.loads(files["grafana/dashboards/market-data.json"])
     staleness = next(p for p in board["panels"] if p["title"] == "Feed staleness")
     assert staleness["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"] == 42
@@ -98,54 +103,47 @@ def test_settings_that_do_not_match_the_alerts_are_refused(edit: Any, message: s
     settings = copy.deepcopy(SETTINGS)
     edit(settings)
     with pytest.raises(ValueError, match=re.escape(message)):
-        generate.rules(settings)
+        alerting.rules(settings)
 
 
 def test_a_selector_not_named_after_a_job_is_a_matcher_of_its_own() -> None:
-    sel = generate.selectors(SETTINGS)
+    sel = selectors(SETTINGS)
     assert sel["can_trade"] == SETTINGS["selectors"]["can_trade"]
     assert sel["engine"] == 'job="arbfleet-engine"'
     assert sel["node"].startswith('job="node-exporter", fstype!~')
 
 
 def test_durations_the_promtool_tests_cannot_step_through_are_refused() -> None:
-    assert generate.minutes("2h") == 120
+    assert minutes("2h") == 120
     with pytest.raises(ValueError, match="whole minutes"):
-        generate.minutes("90s")
+        minutes("90s")
 
 
-def test_yaml_emitter_quotes_what_yaml_would_misread() -> None:
-    text = generate.to_yaml(
-        {
-            "plain": "arbfleet-engine",
-            "bool_word": "true",
-            "colon": "a: b",
-            "comment": "#alerts",
-            "duration": "15s",
-            "promql": 'up{job="x"}',
-            "flow": ["a", "b"],
-            "empty": [],
-            "multi": "line one\nline two",
-            "nested": [{"k": 1, "v": [{"x": 0.5}]}],
-        }
-    )
-    assert text == (
-        "plain: arbfleet-engine\n"
-        "bool_word: 'true'\n"
-        "colon: 'a: b'\n"
-        "comment: '#alerts'\n"
-        "duration: 15s\n"
-        "promql: 'up{job=\"x\"}'\n"
-        "flow: [a, b]\n"
-        "empty: []\n"
-        "multi: |-\n"
-        "  line one\n"
-        "  line two\n"
-        "nested:\n"
-        "  - k: 1\n"
-        "    v:\n"
-        "      - x: 0.5\n"
-    )
+def test_yaml_reads_back_what_was_written_with_expressions_as_blocks() -> None:
+    data = {
+        "plain": "arbfleet-engine",
+        "bool_word": "true",
+        "colon": "a: b",
+        "comment": "#alerts",
+        "duration": "15s",
+        "promql": 'up{job="x"}',
+        "empty": [],
+        "multi": "line one\nline two",
+        "long": "x" * 200,
+        "nested": [{"k": 1, "v": [{"x": 0.5}]}],
+    }
+    text = generate.to_yaml(data)
+    assert yaml.safe_load(text) == data
+    assert "multi: |-\n  line one\n  line two\n" in text  # PromQL reads as written
+    assert f"long: {'x' * 200}\n" in text  # never folded
+    assert "nested:\n  - k: 1\n    v:\n      - x: 0.5\n" in text
+
+
+def test_monitoring_and_the_collectors_name_no_metric_themselves() -> None:
+    # Metrics are the catalogue's objects; a name typed anywhere else could drift from it.
+    sources = [*MONITORING.glob("*.py"), REPO / "runtime/observability/metrics.py"]
+    named = {p.name: re.findall(r"arbfleet_[a-z_]+", p.read_text()) for p in sources}
+    assert {name: found for name, found in named.items() if found} == {}
 
 
 # --- alerts ---------------------------------------------------------------------------------
@@ -160,7 +158,7 @@ def test_alert_has_summary_description_runbook_and_severity(rule: dict[str, Any]
     assert rule["annotations"]["runbook_url"] == f"{SETTINGS['runbook_base_url']}/{name}.md"
     assert SETTINGS["runbook_base_url"].endswith("/docs/runbooks")
     assert (RUNBOOKS / f"{name}.md").is_file()
-    assert generate.minutes(rule["for"]) > 0  # silent-before-`for:` needs a `for:`
+    assert minutes(rule["for"]) > 0  # silent-before-`for:` needs a `for:`
 
 
 def test_every_runbook_belongs_to_an_alert() -> None:
@@ -178,19 +176,19 @@ def test_seed_thresholds_are_kept() -> None:
 
 @pytest.mark.parametrize("name", ALERT_NAMES)
 def test_alert_has_promtool_case_silent_before_for_and_firing_at_it(name: str) -> None:
-    for_ = generate.minutes(next(r["for"] for r in RULES if r["alert"] == name))
+    for_ = minutes(next(r["for"] for r in RULES if r["alert"] == name))
     severities = {r["labels"]["severity"] for r in RULES if r["alert"] == name}
     cases = [
         t["alert_rule_test"]
-        for t in generate.alert_tests(SETTINGS)["tests"]
+        for t in alerting.alert_tests(SETTINGS)["tests"]
         if t["alert_rule_test"][0]["alertname"] == name
     ]
     assert cases
     fired = set()
     for before, at in cases:
         assert before["exp_alerts"] == [] and at["exp_alerts"] != []
-        assert generate.minutes(at["eval_time"]) - generate.minutes(before["eval_time"]) == 1
-        assert generate.minutes(at["eval_time"]) >= for_
+        assert minutes(at["eval_time"]) - minutes(before["eval_time"]) == 1
+        assert minutes(at["eval_time"]) >= for_
         fired |= {a["exp_labels"]["severity"] for a in at["exp_alerts"]}
     assert fired == severities
 
@@ -198,7 +196,7 @@ def test_alert_has_promtool_case_silent_before_for_and_firing_at_it(name: str) -
 def test_threshold_case_holds_a_series_at_the_threshold_that_must_stay_silent() -> None:
     (case,) = [
         t
-        for t in generate.alert_tests(SETTINGS)["tests"]
+        for t in alerting.alert_tests(SETTINGS)["tests"]
         if t["alert_rule_test"][0]["alertname"] == "ArbfleetDiskUsageHigh"
     ]
     series = " ".join(s["series"] for s in case["input_series"])
@@ -213,21 +211,17 @@ def test_threshold_case_holds_a_series_at_the_threshold_that_must_stay_silent() 
 
 def test_annotation_rendering_matches_prometheus_templates() -> None:
     text = 'disk {{ $labels.mountpoint }} at {{ $value | printf "%.1f" }}%'
-    assert generate.render(text, {"mountpoint": "/"}, 87.25) == "disk / at 87.2%"
+    assert alerting.render(text, {"mountpoint": "/"}, 87.25) == "disk / at 87.2%"
     with pytest.raises(ValueError, match="template form"):
-        generate.render("{{ $value | humanize }}", {}, 1.0)
+        alerting.render("{{ $value | humanize }}", {}, 1.0)
 
 
 # --- the metrics contract -------------------------------------------------------------------
 
 
 def contract() -> dict[str, str]:
-    rows = re.findall(
-        r"^\| `(\w+)` \| (counter|gauge|histogram) \|",
-        (MONITORING / "metrics.md").read_text(),
-        re.M,
-    )
-    return dict(rows)
+    """Every metric the rules and panels may read (the series name: a counter's ends in _total)."""
+    return {m.series: m.kind for m in (*catalogue.ENGINE, *catalogue.BACKUP, *ELSEWHERE)}
 
 
 def metrics_in(expr: str) -> set[str]:
@@ -247,7 +241,7 @@ def known(name: str, metrics: dict[str, str]) -> bool:
 
 def all_exprs() -> list[str]:
     exprs = [r["expr"] for r in RULES]
-    exprs += [r["expr"] for g in generate.recording_rules(SETTINGS)["groups"] for r in g["rules"]]
+    exprs += [r["expr"] for g in recording.recording_rules(SETTINGS)["groups"] for r in g["rules"]]
     for board in DASHBOARDS.values():
         exprs += [t["expr"] for p in board["panels"] for t in p["targets"]]
         exprs += [v["query"]["query"] for v in board["templating"]["list"]]
@@ -307,7 +301,7 @@ def test_every_contract_metric_is_used() -> None:
 
 def test_target_labels_from_consul_meta_are_documented() -> None:
     doc = (MONITORING / "metrics.md").read_text()
-    engine = generate.prometheus_config(SETTINGS)["scrape_configs"][0]
+    engine = configs.prometheus_config(SETTINGS)["scrape_configs"][0]
     for relabel in engine["relabel_configs"]:
         source = relabel["source_labels"][0]
         if source.startswith("__meta_consul_service_metadata_"):
@@ -320,7 +314,7 @@ def test_target_labels_from_consul_meta_are_documented() -> None:
 
 
 def test_engines_are_found_through_consul_with_their_deployment_labels() -> None:
-    config = generate.prometheus_config(SETTINGS)
+    config = configs.prometheus_config(SETTINGS)
     engine = next(
         j for j in config["scrape_configs"] if j["job_name"] == SETTINGS["jobs"]["engine"]
     )
@@ -335,7 +329,7 @@ def test_engines_are_found_through_consul_with_their_deployment_labels() -> None
 
 
 def test_every_scrape_job_and_alertmanager_come_from_consul() -> None:
-    config = generate.prometheus_config(SETTINGS)
+    config = configs.prometheus_config(SETTINGS)
     for job in config["scrape_configs"]:
         assert set(job) & {"static_configs", "file_sd_configs"} == set(), job["job_name"]
         assert job["consul_sd_configs"][0]["server"] == SETTINGS["prometheus"]["consul_server"]
@@ -345,7 +339,7 @@ def test_every_scrape_job_and_alertmanager_come_from_consul() -> None:
 
 def test_exporter_jobs_used_by_rules_are_named_after_their_consul_services() -> None:
     # The tag-discovered job takes the Consul service name as `job`, which the selectors use.
-    config = generate.prometheus_config(SETTINGS)
+    config = configs.prometheus_config(SETTINGS)
     tagged = next(j for j in config["scrape_configs"] if j["job_name"] == "consul-services")
     assert {"source_labels": ["__meta_consul_service"], "target_label": "job"} in tagged[
         "relabel_configs"
@@ -354,7 +348,7 @@ def test_exporter_jobs_used_by_rules_are_named_after_their_consul_services() -> 
 
 
 def test_rule_files_glob_loads_the_generated_rules() -> None:
-    config = generate.prometheus_config(SETTINGS)
+    config = configs.prometheus_config(SETTINGS)
     loaded = {p.name for g in config["rule_files"] for p in (MONITORING / "prometheus").glob(g)}
     assert loaded == {"alerts.yml", "recording.yml"}
 
@@ -363,7 +357,7 @@ def test_rule_files_glob_loads_the_generated_rules() -> None:
 
 
 def test_slack_and_pager_secrets_are_read_from_files_never_written_in_the_repo() -> None:
-    config = generate.alertmanager_config(SETTINGS)
+    config = configs.alertmanager_config(SETTINGS)
     assert config["global"]["slack_api_url_file"].startswith("/secrets/")
     (pager,) = next(r for r in config["receivers"] if r["name"] == "pager")["pagerduty_configs"]
     assert pager["routing_key_file"].startswith("/secrets/")
@@ -375,7 +369,7 @@ def test_slack_and_pager_secrets_are_read_from_files_never_written_in_the_repo()
 
 
 def test_critical_alerts_page_and_warnings_go_to_slack() -> None:
-    route = generate.alertmanager_config(SETTINGS)["route"]
+    route = configs.alertmanager_config(SETTINGS)["route"]
     assert route["receiver"] == "slack"
     pager, rest = route["routes"]
     assert pager["receiver"] == "pager"
@@ -384,7 +378,7 @@ def test_critical_alerts_page_and_warnings_go_to_slack() -> None:
 
 
 def test_engine_down_inhibits_its_own_feed_stale() -> None:
-    rules = generate.alertmanager_config(SETTINGS)["inhibit_rules"]
+    rules = configs.alertmanager_config(SETTINGS)["inhibit_rules"]
     down = next(r for r in rules if r["source_matchers"] == ['alertname="ArbfleetEngineDown"'])
     (target,) = down["target_matchers"]
     assert re.search(r"\bArbfleetFeedStale\b", target) and down["equal"] == ["deployment"]
@@ -394,19 +388,19 @@ def test_an_alert_explaining_the_can_trade_check_never_hides_a_page() -> None:
     # A specific alert (a stale feed) inhibits the check's summary alert of the same deployment;
     # only one of the same severity may, or a Slack warning would swallow a page.
     severity = {r["alert"]: r["labels"]["severity"] for r in RULES}
-    assert generate.CHECK_EXPLAINED_BY["ArbfleetEngineCannotTrade"] == ["ArbfleetFeedStale"]
-    for target, sources in generate.CHECK_EXPLAINED_BY.items():
+    assert configs.CHECK_EXPLAINED_BY["ArbfleetEngineCannotTrade"] == ["ArbfleetFeedStale"]
+    for target, sources in configs.CHECK_EXPLAINED_BY.items():
         assert {severity[s] for s in sources} == {severity[target]}, target
-    rules = generate.alertmanager_config(SETTINGS)["inhibit_rules"]
+    rules = configs.alertmanager_config(SETTINGS)["inhibit_rules"]
     targets = {m for r in rules for m in r["target_matchers"]}
-    assert set(generate.CHECK_EXPLAINED_BY) <= {t.split('"')[1] for t in targets}
+    assert set(configs.CHECK_EXPLAINED_BY) <= {t.split('"')[1] for t in targets}
 
 
 def test_the_kill_switch_alert_is_one_per_cluster_and_never_pages() -> None:
     (rule,) = [r for r in RULES if r["alert"] == "ArbfleetKillSwitchEngaged"]
     assert rule["labels"]["severity"] == "warning"
     assert rule["expr"].startswith("count(")  # no by (...): one alert, however many engines
-    assert generate.minutes(rule["for"]) >= 5  # an operator's deliberate halt is not news
+    assert minutes(rule["for"]) >= 5  # an operator's deliberate halt is not news
 
 
 def test_can_trade_alerts_select_the_can_trade_check_by_deployment() -> None:
@@ -421,7 +415,7 @@ def test_can_trade_alerts_select_the_can_trade_check_by_deployment() -> None:
 
 
 def test_inhibition_names_only_existing_alerts() -> None:
-    rules = generate.alertmanager_config(SETTINGS)["inhibit_rules"]
+    rules = configs.alertmanager_config(SETTINGS)["inhibit_rules"]
     matchers = [m for r in rules for m in r["source_matchers"] + r["target_matchers"]]
     named = {n for m in matchers if m.startswith("alertname") for n in m.split('"')[1].split("|")}
     assert named and named <= set(ALERT_NAMES)
@@ -443,7 +437,7 @@ def test_the_four_dashboards_exist_with_unique_uids() -> None:
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))
 def test_dashboard_panels_are_unique_placed_and_use_the_provisioned_datasource(name: str) -> None:
-    provisioned = generate.grafana_provisioning()["grafana/provisioning/datasources/arbfleet.yml"]
+    provisioned = configs.grafana_provisioning()["grafana/provisioning/datasources/arbfleet.yml"]
     uid = provisioned["datasources"][0]["uid"]
     board = DASHBOARDS[name]
     ids = [p["id"] for p in board["panels"]]
@@ -491,7 +485,7 @@ def test_fleet_overview_shows_can_trade_and_the_kill_switch_in_their_alerts_colo
 
 
 def test_dashboards_are_provisioned_from_files() -> None:
-    provisioning = generate.grafana_provisioning()
+    provisioning = configs.grafana_provisioning()
     (provider,) = provisioning["grafana/provisioning/dashboards/arbfleet.yml"]["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
     (source,) = provisioning["grafana/provisioning/datasources/arbfleet.yml"]["datasources"]
