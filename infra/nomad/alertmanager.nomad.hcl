@@ -86,7 +86,11 @@ variable "vault_policies" {
 }
 
 locals {
-  alertmanager = var.driver == "docker" ? "/bin/alertmanager" : var.alertmanager_bin
+  # One config block per task for both drivers: what only docker takes is null under raw_exec,
+  # and Nomad leaves null attributes out of a task's config. Docker tasks give args only: the
+  # image's ENTRYPOINT runs them (Nomad appends a `command` to it, it does not replace it).
+  docker       = var.driver == "docker"
+  network_mode = local.docker ? "host" : null
   alertmanager_args = [
     "--config.file=${NOMAD_TASK_DIR}/alertmanager.yml",
     # Silences and the notification log; kept across restarts of this allocation.
@@ -137,21 +141,12 @@ job "alertmanager" {
     task "alertmanager" {
       driver = var.driver
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.image
-          network_mode = "host"
-          command      = local.alertmanager
-          args         = local.alertmanager_args
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = local.alertmanager
-          args    = local.alertmanager_args
-        }
+      # The image's ENTRYPOINT is /bin/alertmanager.
+      config {
+        image        = local.docker ? var.image : null
+        network_mode = local.network_mode
+        command      = local.docker ? null : var.alertmanager_bin
+        args         = local.alertmanager_args
       }
 
       # Rendered verbatim (its own {{ }} are notification templates), except that the secret

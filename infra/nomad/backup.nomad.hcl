@@ -103,13 +103,18 @@ variable "vault_policies" {
 }
 
 locals {
-  backup_dir = var.driver == "docker" ? "/backups" : "${var.host_volume_path}/backups"
-  redis_cli  = var.driver == "docker" ? "redis-cli" : "${var.redis_bin_dir}/redis-cli"
+  # One config block per task for both drivers: what only docker takes is null under raw_exec,
+  # and Nomad leaves null attributes out of a task's config. Docker tasks give args only: the
+  # image's ENTRYPOINT runs them (Nomad appends a `command` to it, it does not replace it).
+  docker       = var.driver == "docker"
+  network_mode = local.docker ? "host" : null
+  backup_dir   = local.docker ? "/backups" : "${var.host_volume_path}/backups"
+  redis_cli    = local.docker ? "redis-cli" : "${var.redis_bin_dir}/redis-cli"
   # The same options as the server's (timescaledb.nomad.hcl), and the retention.
   pgbackrest_env = {
     PGBACKREST_STANZA                    = "arbfleet"
     PGBACKREST_REPO1_PATH                = "${local.backup_dir}/pgbackrest"
-    PGBACKREST_PG1_PATH                  = var.driver == "docker" ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
+    PGBACKREST_PG1_PATH                  = local.docker ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
     PGBACKREST_LOCK_PATH                 = "${local.backup_dir}/pgbackrest-lock"
     PGBACKREST_LOG_LEVEL_FILE            = "off"
     PGBACKREST_START_FAST                = "y"
@@ -117,7 +122,7 @@ locals {
     PGBACKREST_REPO1_RETENTION_FULL      = format("%d", var.retention_days)
   }
   # raw_exec runs tasks as root; the repository belongs to postgres, whose server archives into it.
-  as_postgres = var.driver == "docker" ? "" : "setpriv --reuid=postgres --regid=postgres --init-groups --"
+  as_postgres = local.docker ? "" : "setpriv --reuid=postgres --regid=postgres --init-groups --"
 
   # $1 backup directory, $2 the task's name. The exit code of every run is recorded for the
   # metrics, whatever happens before.
@@ -186,7 +191,7 @@ job "backup" {
       driver = var.driver
       # The image's postgres user owns the repository the server archives into (raw_exec runs as
       # root and switches with setpriv instead).
-      user = var.driver == "docker" ? "postgres" : ""
+      user = local.docker ? "postgres" : ""
 
       # One of the two, by Nomad generation (var.vault_identity).
       dynamic "vault" {
@@ -202,36 +207,20 @@ job "backup" {
         }
       }
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.postgres_image
-          network_mode = "host"
-          command      = "/bin/sh"
-          args         = ["-ec", local.pg_backup_script, "pg-backup", local.backup_dir, "postgres"]
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = "/bin/sh"
-          args    = ["-ec", local.pg_backup_script, "pg-backup", local.backup_dir, "postgres"]
-        }
+      # The image's entrypoint runs a command it does not know as given.
+      config {
+        image        = local.docker ? var.postgres_image : null
+        network_mode = local.network_mode
+        command      = local.docker ? null : "/bin/sh"
+        args         = concat(local.docker ? ["/bin/sh"] : [], ["-ec", local.pg_backup_script, "pg-backup", local.backup_dir, "postgres"])
       }
 
       dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
+        for_each = local.docker ? { backups = "/backups", database = local.pgbackrest_env.PGBACKREST_PG1_PATH } : {}
         content {
-          volume      = "backups"
-          destination = "/backups"
-        }
-      }
-      dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          volume      = "database"
-          destination = "/var/lib/postgresql/data"
-          read_only   = true
+          volume      = volume_mount.key
+          destination = volume_mount.value
+          read_only   = volume_mount.key == "database"
         }
       }
 
@@ -267,25 +256,15 @@ job "backup" {
     task "redis" {
       driver = var.driver
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.redis_image
-          network_mode = "host"
-          command      = "/bin/sh"
-          args         = ["-ec", local.redis_script, "redis-backup", local.backup_dir, "redis", local.redis_cli, format("%d", var.retention_days)]
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = "/bin/sh"
-          args    = ["-ec", local.redis_script, "redis-backup", local.backup_dir, "redis", local.redis_cli, format("%d", var.retention_days)]
-        }
+      config {
+        image        = local.docker ? var.redis_image : null
+        network_mode = local.network_mode
+        command      = local.docker ? null : "/bin/sh"
+        args         = concat(local.docker ? ["/bin/sh"] : [], ["-ec", local.redis_script, "redis-backup", local.backup_dir, "redis", local.redis_cli, format("%d", var.retention_days)])
       }
 
       dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
+        for_each = local.docker ? [1] : []
         content {
           volume      = "backups"
           destination = "/backups"

@@ -238,13 +238,21 @@ variable "consul_token_mount" {
   description = "With consul_acl and vault_identity = legacy_token: the KV v2 mount holding the engine's Consul token at <mount>/<namespace>/<job>/consul, field token (a token with the deployment's Consul role arbfleet-engine-<job>, written by provisioning; OpenBao has no Consul secrets engine)."
 }
 locals {
-  job_id = "${replace(var.strategy, "_", "-")}-${var.deployment}"
+  # One config block per task for both drivers: what only docker takes is null under raw_exec,
+  # and Nomad leaves null attributes out of a task's config. Docker tasks give args only: the
+  # image's ENTRYPOINT runs them (Nomad appends a `command` to it, it does not replace it).
+  docker       = var.driver == "docker"
+  network_mode = local.docker ? "host" : null
+  job_id       = "${replace(var.strategy, "_", "-")}-${var.deployment}"
   # Every deployment has its own role and policy (secrets/vault.toml): its database role and
   # its own accounts' keys.
   vault_role = var.vault_role != "" ? var.vault_role : "arbfleet-${local.job_id}"
   uses_vault = length(var.accounts) > 0 || (var.postgres_service != "" && var.database_mount != "")
-  arbfleet   = var.driver == "docker" ? "arbfleet" : var.source_dir != "" ? "${var.venv}/bin/python" : "${var.venv}/bin/arbfleet"
-  args       = concat(var.driver == "raw_exec" && var.source_dir != "" ? ["-m", "runtime.cli.main"] : [], ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"])
+  # The image's ENTRYPOINT is arbfleet (infra/images/engine); raw_exec runs the venv's, or the
+  # source_dir's through the venv's python.
+  from_source = !local.docker && var.source_dir != ""
+  arbfleet    = local.docker ? null : local.from_source ? "${var.venv}/bin/python" : "${var.venv}/bin/arbfleet"
+  args        = concat(local.from_source ? ["-m", "runtime.cli.main"] : [], ["run", "--config", "${NOMAD_TASK_DIR}/arbfleet.toml"])
   # One rendered file per venue and key field: secrets/<venue>/api_key, secrets/<venue>/api_secret.
   key_files = {
     for pair in setproduct(keys(var.accounts), ["api_key", "api_secret"]) :
@@ -280,7 +288,7 @@ locals {
     ),
     var.redis_service == "" ? {} : { ARBFLEET_REDIS__ENVIRONMENT = "${NOMAD_NAMESPACE}" },
     !var.consul_acl ? {} : { ARBFLEET_CONSUL__TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token" },
-    var.driver == "raw_exec" && var.source_dir != "" ? { PYTHONPATH = var.source_dir } : {},
+    local.from_source ? { PYTHONPATH = var.source_dir } : {},
     { for venue, account in var.accounts : "ARBFLEET_VAULT__ACCOUNTS__${upper(venue)}" => account },
   )
   # Each store's instances tagged with the job's own namespace, whatever their health
@@ -355,21 +363,11 @@ job "engine" {
     task "engine" {
       driver = var.driver
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.image
-          network_mode = "host"
-          command      = local.arbfleet
-          args         = local.args
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = local.arbfleet
-          args    = local.args
-        }
+      config {
+        image        = local.docker ? var.image : null
+        network_mode = local.network_mode
+        command      = local.arbfleet
+        args         = local.args
       }
 
       env = local.env

@@ -82,7 +82,10 @@ variable "vault_policies" {
 }
 
 locals {
-  arbfleet = var.driver == "docker" ? "arbfleet" : "${var.venv}/bin/arbfleet"
+  # One config block per task for both drivers: what only docker takes is null under raw_exec,
+  # and Nomad leaves null attributes out of a task's config. Docker tasks give args only: the
+  # image's ENTRYPOINT runs them (Nomad appends a `command` to it, it does not replace it).
+  docker = var.driver == "docker"
 }
 
 job "key-rotation" {
@@ -128,20 +131,11 @@ job "key-rotation" {
       content {
         driver = var.driver
 
-        dynamic "config" {
-          for_each = var.driver == "docker" ? [1] : []
-          content {
-            image   = var.image
-            command = local.arbfleet
-            args    = ["secrets", "rotate", task.value.venue, task.value.account]
-          }
-        }
-        dynamic "config" {
-          for_each = var.driver == "raw_exec" ? [1] : []
-          content {
-            command = local.arbfleet
-            args    = ["secrets", "rotate", task.value.venue, task.value.account]
-          }
+        # The image's ENTRYPOINT is arbfleet (infra/images/engine).
+        config {
+          image   = local.docker ? var.image : null
+          command = local.docker ? null : "${var.venv}/bin/arbfleet"
+          args    = ["secrets", "rotate", task.value.venue, task.value.account]
         }
 
         # The Vault token comes in VAULT_TOKEN (the vault block's default).

@@ -95,8 +95,12 @@ variable "host_volume_path" {
 }
 
 locals {
-  data_dir   = var.driver == "docker" ? "/prometheus" : "${var.host_volume_path}/prometheus"
-  prometheus = var.driver == "docker" ? "/bin/prometheus" : "${var.toolchain_bin}/prometheus"
+  # One config block per task for both drivers: what only docker takes is null under raw_exec,
+  # and Nomad leaves null attributes out of a task's config. Docker tasks give args only: the
+  # image's ENTRYPOINT runs them (Nomad appends a `command` to it, it does not replace it).
+  docker       = var.driver == "docker"
+  network_mode = local.docker ? "host" : null
+  data_dir     = local.docker ? "/prometheus" : "${var.host_volume_path}/prometheus"
   prometheus_args = [
     "--config.file=${NOMAD_TASK_DIR}/prometheus.yml",
     "--storage.tsdb.path=${local.data_dir}",
@@ -135,7 +139,7 @@ job "prometheus" {
 
     # raw_exec only: the TSDB directory inside the host volume must exist.
     dynamic "task" {
-      for_each = var.driver == "raw_exec" ? ["prepare"] : []
+      for_each = local.docker ? [] : ["prepare"]
       labels   = [task.value]
       content {
         driver = "raw_exec"
@@ -156,25 +160,16 @@ job "prometheus" {
     task "prometheus" {
       driver = var.driver
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.image
-          network_mode = "host"
-          command      = local.prometheus
-          args         = local.prometheus_args
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = local.prometheus
-          args    = local.prometheus_args
-        }
+      # The image's ENTRYPOINT is /bin/prometheus.
+      config {
+        image        = local.docker ? var.image : null
+        network_mode = local.network_mode
+        command      = local.docker ? null : "${var.toolchain_bin}/prometheus"
+        args         = local.prometheus_args
       }
 
       dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
+        for_each = local.docker ? [1] : []
         content {
           volume      = "data"
           destination = "/prometheus"

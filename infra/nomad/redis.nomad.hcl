@@ -64,9 +64,13 @@ variable "host_volume_path" {
 }
 
 locals {
-  data_dir     = var.driver == "docker" ? "/data" : "${var.host_volume_path}/redis"
-  redis_server = var.driver == "docker" ? "redis-server" : "${var.redis_bin_dir}/redis-server"
-  redis_cli    = var.driver == "docker" ? "redis-cli" : "${var.redis_bin_dir}/redis-cli"
+  # One config block per task for both drivers: what only docker takes is null under raw_exec,
+  # and Nomad leaves null attributes out of a task's config. Docker tasks give args only: the
+  # image's ENTRYPOINT runs them (Nomad appends a `command` to it, it does not replace it).
+  docker       = var.driver == "docker"
+  network_mode = local.docker ? "host" : null
+  data_dir     = local.docker ? "/data" : "${var.host_volume_path}/redis"
+  redis_cli    = local.docker ? "redis-cli" : "${var.redis_bin_dir}/redis-cli"
   # The task listens on the address and port Nomad allocated: docker tasks use host networking,
   # so the same arguments work with both drivers.
   redis_args = [
@@ -118,7 +122,7 @@ job "redis" {
 
     # raw_exec only: the data directory inside the host volume must exist before redis starts.
     dynamic "task" {
-      for_each = var.driver == "raw_exec" ? ["prepare"] : []
+      for_each = local.docker ? [] : ["prepare"]
       labels   = [task.value]
       content {
         driver = "raw_exec"
@@ -139,24 +143,15 @@ job "redis" {
     task "redis" {
       driver = var.driver
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.image
-          network_mode = "host"
-          args         = concat([local.redis_server], local.redis_args)
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = local.redis_server
-          args    = local.redis_args
-        }
+      config {
+        image        = local.docker ? var.image : null
+        network_mode = local.network_mode
+        command      = local.docker ? null : "${var.redis_bin_dir}/redis-server"
+        args         = concat(local.docker ? ["redis-server"] : [], local.redis_args)
       }
 
       dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
+        for_each = local.docker ? [1] : []
         content {
           volume      = "data"
           destination = "/data"

@@ -127,8 +127,13 @@ variable "vault_policies" {
 }
 
 locals {
-  data_dir   = var.driver == "docker" ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
-  backup_dir = var.driver == "docker" ? "/backups" : "${var.host_volume_path}/backups"
+  # One config block per task for both drivers: what only docker takes is null under raw_exec,
+  # and Nomad leaves null attributes out of a task's config. Docker tasks give args only: the
+  # image's ENTRYPOINT runs them (Nomad appends a `command` to it, it does not replace it).
+  docker       = var.driver == "docker"
+  network_mode = local.docker ? "host" : null
+  data_dir     = local.docker ? "/var/lib/postgresql/data" : "${var.host_volume_path}/timescaledb"
+  backup_dir   = local.docker ? "/backups" : "${var.host_volume_path}/backups"
   # pgBackRest reads its options from the environment: the server's archive_command (and the
   # restore_command `arbfleet db restore` leaves behind) find the repository through these, and
   # the backup job sets the same. The stanza and repository layout are runtime/persistence/backup.py's.
@@ -140,7 +145,7 @@ locals {
     PGBACKREST_LOG_LEVEL_FILE  = "off"
     PGBACKREST_ARCHIVE_TIMEOUT = "120"
   }
-  pg_isready = var.driver == "docker" ? "pg_isready" : "${var.postgres_bin_dir}/pg_isready"
+  pg_isready = local.docker ? "pg_isready" : "${var.postgres_bin_dir}/pg_isready"
   # Host networking with both drivers: the server listens on the address and port Nomad allocated.
   server_args = concat(
     ["-c", "listen_addresses=${NOMAD_IP_db}", "-p", "${NOMAD_PORT_db}"],
@@ -213,7 +218,7 @@ job "timescaledb" {
     # raw_exec only (the image's entrypoint does this itself): create the data directory for the
     # postgres user and initialise it once, with the password from Vault.
     dynamic "task" {
-      for_each = var.driver == "raw_exec" ? ["initdb"] : []
+      for_each = local.docker ? [] : ["initdb"]
       labels   = [task.value]
       content {
         driver = "raw_exec"
@@ -264,39 +269,27 @@ job "timescaledb" {
     task "postgres" {
       driver = var.driver
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.image
-          network_mode = "host"
-          args         = concat(["postgres"], local.server_args)
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = "/usr/bin/setpriv"
-          # -k "": no Unix socket; the default directory belongs to the system's own PostgreSQL.
-          args = concat(
-            ["--reuid=postgres", "--regid=postgres", "--init-groups", "--"],
-            ["${var.postgres_bin_dir}/postgres", "-D", local.data_dir, "-k", ""],
-            local.server_args,
-          )
-        }
+      # The image's entrypoint initialises the data directory and runs `postgres`; raw_exec
+      # switches to the postgres user with setpriv, and -k "": no Unix socket (the default
+      # directory belongs to the system's own PostgreSQL).
+      config {
+        image        = local.docker ? var.image : null
+        network_mode = local.network_mode
+        command      = local.docker ? null : "/usr/bin/setpriv"
+        args = concat(
+          local.docker ? ["postgres"] : [
+            "--reuid=postgres", "--regid=postgres", "--init-groups", "--",
+            "${var.postgres_bin_dir}/postgres", "-D", local.data_dir, "-k", "",
+          ],
+          local.server_args,
+        )
       }
 
       dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
+        for_each = local.docker ? { data = local.data_dir, backups = local.backup_dir } : {}
         content {
-          volume      = "data"
-          destination = "/var/lib/postgresql/data"
-        }
-      }
-      dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          volume      = "backups"
-          destination = "/backups"
+          volume      = volume_mount.key
+          destination = volume_mount.value
         }
       }
 
@@ -347,26 +340,20 @@ job "timescaledb" {
     # periodic batch job with nothing to scrape, and this group runs on the backups' node.
     task "backup-metrics" {
       driver = var.driver
+      # pgBackRest's repository belongs to the postgres image's user (uid 70; files 0640): the
+      # engine image's own user (10001) could not read backup.info. raw_exec runs as root.
+      user = local.docker ? "70:70" : ""
 
-      dynamic "config" {
-        for_each = var.driver == "docker" ? [1] : []
-        content {
-          image        = var.exporter_image
-          network_mode = "host"
-          command      = "arbfleet"
-          args         = local.exporter_args
-        }
-      }
-      dynamic "config" {
-        for_each = var.driver == "raw_exec" ? [1] : []
-        content {
-          command = "${var.venv}/bin/python"
-          args    = concat(["-m", "runtime.cli.main"], local.exporter_args)
-        }
+      # The image's ENTRYPOINT is arbfleet (infra/images/engine).
+      config {
+        image        = local.docker ? var.exporter_image : null
+        network_mode = local.network_mode
+        command      = local.docker ? null : "${var.venv}/bin/python"
+        args         = concat(local.docker ? [] : ["-m", "runtime.cli.main"], local.exporter_args)
       }
 
       dynamic "volume_mount" {
-        for_each = var.driver == "docker" ? [1] : []
+        for_each = local.docker ? [1] : []
         content {
           volume      = "backups"
           destination = "/backups"

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from runtime import __version__
-from runtime.core.errors import ArbfleetError, ConfigError
+from runtime.core.errors import ArbfleetError, ConfigError, NoDevToolingError, developer_tooling
 from runtime.core.logging import configure
-from runtime.devstack.cli import add_dev, add_toolchain
 from runtime.engine.plugins import PluginInfo, config_errors, discover
 from runtime.ops.db import add_db
 from runtime.ops.deploy import add_deploy, add_status
@@ -71,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     asyncio.run(serve(node, args.replay, args.speed, args.replay_venue))
     if args.replay is not None:
-        from runtime.devstack.demo import render
+        from runtime.engine.report import render
         from runtime.venues.replay import usable_formats
 
         summary = engine.summary()
@@ -103,7 +102,8 @@ def add_demo(subparsers: Subparsers) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from runtime.devstack.demo import run_demo
+    with developer_tooling():
+        from runtime.devstack.demo import run_demo
 
     if args.duration is not None and args.duration <= 0:
         raise ConfigError("--duration must be positive")
@@ -124,7 +124,8 @@ def add_simulator(subparsers: Subparsers) -> None:
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+    with developer_tooling():
+        from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
 
     async def serve() -> None:
         simulator = ExchangeSimulator(SimulatorConfig(host=args.host, port=args.port))
@@ -239,14 +240,34 @@ def _config_tables(document: dict[str, Any], name: str) -> list[tuple[str, dict[
     return entries
 
 
+def add_developer_tooling(subparsers: Subparsers) -> None:
+    """``arbfleet toolchain`` and ``arbfleet dev``, from runtime/devstack: in a checkout only. An
+    install without it (the wheel, the engine image) keeps the names and says why they fail."""
+    try:
+        with developer_tooling():
+            from runtime.devstack.cli import add_dev, add_toolchain
+    except NoDevToolingError as exc:
+        missing = exc
+        for name in ("toolchain", "dev"):
+            parser = subparsers.add_parser(name, help="developer tooling: not in this install")
+            parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            parser.set_defaults(handler=lambda _args: _raise(missing))
+        return
+    add_toolchain(subparsers)
+    add_dev(subparsers)
+
+
+def _raise(error: Exception) -> int:
+    raise error
+
+
 REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     add_run,
     add_demo,
     add_simulator,
     add_strategies,
-    add_toolchain,
+    add_developer_tooling,
     add_cluster,
-    add_dev,
     add_db,
     add_secrets,
     add_deploy,

@@ -20,12 +20,16 @@
      │    └── MigrationError(PersistenceError)          a migration step failed and was rolled back
      ├── DeployError(ArbfleetError, RuntimeError)      a Nomad job did not parse, submit or deploy
      ├── ToolchainError(ArbfleetError, RuntimeError)   a pinned tool could not be had
+     ├── NoDevToolingError(ArbfleetError, ImportError)  a developer command in an install without it
      └── StackError(ArbfleetError, RuntimeError)       the local stack could not start or stop
           └── PortInUseError(StackError, OSError)      a port the stack needs is taken
 
 Errors from libraries are re-raised as ours with ``raise ... from exc`` where the caller can
 act on them; each also inherits the standard error it matches, so ``except OSError`` still works.
 """
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class ArbfleetError(Exception):
@@ -127,6 +131,26 @@ class MigrationError(PersistenceError):
 
 class DeployError(ArbfleetError, RuntimeError):
     """A job could not be found, parsed, submitted, or its deployment did not succeed in time."""
+
+
+class NoDevToolingError(ArbfleetError, ImportError):
+    """A developer command (runtime/devstack) ran from an install without it: the wheel and the
+    engine image leave developer tooling out; a checkout has it."""
+
+
+@contextmanager
+def developer_tooling() -> Iterator[None]:
+    """Imports inside this block that reach for runtime.devstack, in an install that leaves it
+    out, raise NoDevToolingError instead of a bare ModuleNotFoundError."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("runtime.devstack"):
+            raise
+        raise NoDevToolingError(
+            "developer tooling is not in this install; use a checkout "
+            "(pip install -e . in a clone of the repository)"
+        ) from exc
 
 
 class ToolchainError(ArbfleetError, RuntimeError):

@@ -33,8 +33,7 @@ import nomad
 from nomad.api.exceptions import BaseNomadException
 from requests import RequestException
 
-from runtime.core.errors import DeployError
-from runtime.devstack import stack, toolchain
+from runtime.core.errors import DeployError, developer_tooling
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Say = Callable[[str], None]
@@ -105,6 +104,8 @@ def units(env: str) -> list[Unit]:
 
 def host_variables() -> dict[str, str]:
     """Paths on this machine that the local environment's raw_exec tasks use."""
+    with developer_tooling():  # the local environment is the checkout's stack
+        from runtime.devstack import stack, toolchain
     return {
         "host_volume_path": str(stack.state_dir() / "volumes"),
         "toolchain_bin": str(toolchain.bin_dir()),
@@ -115,6 +116,8 @@ def host_variables() -> dict[str, str]:
 
 def _local_vault_variables(job_id: str, wanted: set[str]) -> dict[str, str | list[str]]:
     """How the local Nomad's tasks get their secrets-store token (its generation decides)."""
+    with developer_tooling():
+        from runtime.devstack import stack
     values: dict[str, str | list[str]] = {}
     if "vault_identity" in wanted:
         values["vault_identity"] = stack.vault_identity()
@@ -189,7 +192,11 @@ def hcl_string(text: str) -> str:
 def client() -> nomad.Nomad:
     """A client for ``$NOMAD_ADDR`` (python-nomad also reads ``$NOMAD_TOKEN`` and
     ``$NOMAD_NAMESPACE``), else the local stack's Nomad."""
-    address = os.environ.get("NOMAD_ADDR") or stack.endpoints().nomad
+    address = os.environ.get("NOMAD_ADDR")
+    if not address:
+        with developer_tooling():
+            from runtime.devstack import stack
+        address = stack.endpoints().nomad
     return nomad.Nomad(address=address, timeout=10)
 
 

@@ -15,9 +15,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from runtime.core.errors import ConfigError
+from runtime.core.errors import ConfigError, developer_tooling
 
 if TYPE_CHECKING:
+    from runtime.devstack.stack import Endpoints
     from runtime.ops.rotation import Rotation, VenueKeyManager
     from runtime.platform.vault import ExchangeKeys, VaultSession
 
@@ -68,17 +69,26 @@ def _account_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _session() -> VaultSession:
-    from runtime.devstack.stack import endpoints
     from runtime.platform.vault import VaultSession
 
-    address = os.environ.get("VAULT_ADDR") or endpoints().vault
+    address = os.environ.get("VAULT_ADDR") or _local_stack().vault
     token = os.environ.get("VAULT_TOKEN")
     if token:
         return VaultSession(address, token=token)
-    token_file = Path(os.environ.get("ARBFLEET_VAULT_TOKEN_FILE") or endpoints().vault_token_file)
+    token_file = Path(
+        os.environ.get("ARBFLEET_VAULT_TOKEN_FILE") or _local_stack().vault_token_file
+    )
     if not token_file.is_file():
         raise ConfigError("no Vault token: set VAULT_TOKEN or ARBFLEET_VAULT_TOKEN_FILE")
     return VaultSession(address, token_file=token_file)
+
+
+def _local_stack() -> Endpoints:
+    """The local stack's Vault, where the environment names none: a checkout's developer tooling
+    (the engine image's tasks, such as key rotation, get VAULT_ADDR and VAULT_TOKEN from Nomad)."""
+    with developer_tooling():
+        from runtime.devstack.stack import endpoints
+    return endpoints()
 
 
 def _exchange_keys(args: argparse.Namespace) -> ExchangeKeys:

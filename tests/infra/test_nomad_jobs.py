@@ -27,6 +27,7 @@ import pytest
 import redis
 import requests
 
+import runtime
 from runtime.config import load_config
 from runtime.devstack import stack, toolchain
 from runtime.ops import deploy
@@ -51,6 +52,7 @@ LOCAL_UNITS = deploy.units(deploy.LOCAL_ENV)
 ENGINE_UNITS = [u for u in ALL_UNITS if u.spec.name == "engine.nomad.hcl"]
 HCL_FILES = sorted(deploy.NOMAD_DIR.rglob("*.hcl"))
 JOBS = sorted(p.name.removesuffix(".nomad.hcl") for p in deploy.NOMAD_DIR.glob("*.nomad.hcl"))
+ENGINE_IMAGE = "ghcr.io/arbfleet/arbfleet"
 
 
 def unit_id(u: deploy.Unit) -> str:
@@ -175,6 +177,9 @@ def test_places_on_the_local_stack(nomad_api: nomad.Nomad, u: deploy.Unit) -> No
     assert not result.get("FailedTGAllocs"), deploy.placement_failures(result["FailedTGAllocs"])
     drivers = {t["Driver"] for g in job["TaskGroups"] for t in g["Tasks"]}
     assert drivers <= {"raw_exec"} or job["ID"] == "grafana", f"{job['ID']}: {drivers} locally"
+    for task in (t for g in job["TaskGroups"] for t in g["Tasks"] if t["Driver"] == "raw_exec"):
+        # The docker-only attributes of the task's one config block are null here, and gone.
+        assert not {"image", "network_mode"} & set(task["Config"]), f"{job['ID']}/{task['Name']}"
 
 
 @pytest.mark.parametrize("u", [u for u in ALL_UNITS if u.env != deploy.LOCAL_ENV], ids=unit_id)
@@ -185,6 +190,11 @@ def test_production_uses_docker_images(nomad_api: nomad.Nomad, u: deploy.Unit) -
             assert task["Driver"] == "docker", f"{job['ID']}/{task['Name']}"
             image = task["Config"]["image"]
             assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), f"{image} has no pinned tag"
+            # Nomad appends a docker task's `command` to the image's ENTRYPOINT (arbfleet,
+            # /bin/prometheus...) instead of replacing it: the specs give args only.
+            assert "command" not in task["Config"], f"{job['ID']}/{task['Name']}: args only"
+            if image.startswith(f"{ENGINE_IMAGE}:"):  # infra/images/engine, built from the wheel
+                assert image == f"{ENGINE_IMAGE}:{runtime.__version__}", f"{job['ID']}: {image}"
 
 
 def test_file_variables_survive_the_templates() -> None:
