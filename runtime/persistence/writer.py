@@ -63,9 +63,13 @@ _UNAVAILABLE: Final = (
     asyncpg.exceptions.InsufficientPrivilegeError,
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.exceptions.UndefinedTableError,
+    # A primary and its standbys (target_session_attrs=read-write): during a failover no member
+    # is the primary yet, or a connection still reaches the old primary now a standby.
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 """Failures a later attempt may not meet: the database (down, credentials, privileges, schema
-not migrated), not the rows, is the problem."""
+not migrated, not the primary), not the rows, is the problem."""
 
 
 def _encode_ns(ns: int) -> tuple[int]:

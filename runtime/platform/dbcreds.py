@@ -108,11 +108,11 @@ class DbLease:
 
 
 def with_user(dsn: str, username: str, password: str) -> str:
-    """``dsn`` (host, port, database, options) with this user and password."""
+    """``dsn`` (hosts, ports, database, options) with this user and password; every host of a
+    multi-host DSN (a primary and its standbys, infra/nomad/ha) is kept."""
     parts = urlsplit(dsn)
-    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
+    hosts = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
