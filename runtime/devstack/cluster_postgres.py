@@ -102,7 +102,10 @@ def variables(**extra: str | int | list[str]) -> str:
         "memory": 256,
         **extra,
     }
-    return "".join(f"{name} = {deploy.hcl_value(value)}\n" for name, value in values.items())
+    return "".join(
+        f"{name} = {value if isinstance(value, int) else deploy.hcl_value(value)}\n"
+        for name, value in values.items()
+    )
 
 
 def parse(variables_hcl: str) -> dict[str, Any]:

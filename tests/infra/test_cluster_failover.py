@@ -36,10 +36,12 @@ from runtime.devstack import cluster_engines as ce
 from runtime.devstack import cluster_postgres as cp
 from runtime.persistence.migrate import migrate
 from runtime.persistence.tables import ORDERS, Row
-from runtime.persistence.writer import BatchWriter, init_connection
+from runtime.persistence.writer import BatchWriter, connect_any
+from tests.integration.polling import until
 
 FAILOVER_BOUND_S = 60.0  # what the test allows; the figure measured is recorded
 ROWS_PER_S = 100.0
+MEMORY_ROWS = 500
 
 
 @dataclass
@@ -118,7 +120,7 @@ def order(coid: str, now_ns: int) -> Row:
         "client_order_id": coid, "created": now_ns, "strategy": "failover", "venue": "binance",
         "symbol": "BTCUSDT", "side": "buy", "quantity": 0.001, "limit_price": 50_000.0,
         "tag": "test", "opportunity_ts": None, "status": "filled", "filled_quantity": 0.001,
-        "average_price": 50_000.0, "reason": "", "code": None, "venue_order_id": coid,
+        "average_price": 50_000.0, "reason": "", "code": "", "venue_order_id": coid,
         "finished": now_ns,
     }  # fmt: skip
     return tuple(values[c] for c in ORDERS.columns)
@@ -134,8 +136,7 @@ def kill_node(node: cluster.Node) -> None:
 
 
 async def stored_ids(dsn: str) -> list[str]:
-    conn = await asyncpg.connect(dsn, timeout=10)
-    await init_connection(conn)
+    conn = await connect_any(dsn, timeout=10)  # the dead member may be listed first
     try:
         rows = await conn.fetch("SELECT client_order_id FROM orders WHERE strategy = 'failover'")
         return [r[0] for r in rows]
@@ -144,7 +145,11 @@ async def stored_ids(dsn: str) -> list[str]:
 
 
 async def _write_through_failover(ha: Ha, spill: Path) -> tuple[list[str], BatchWriter]:
-    writer = BatchWriter(ha.dsn(), spill, flush_interval_s=0.05, connect_timeout_s=10.0)
+    # A small memory bound: rows put during the outage go to the spill file and come back from it.
+    writer = BatchWriter(
+        ha.dsn(), spill, batch_rows=100, flush_interval_s=0.05, memory_rows=MEMORY_ROWS,
+        connect_timeout_s=10.0,
+    )  # fmt: skip
     await writer.start()
     put: list[str] = []
     stop = asyncio.Event()
@@ -158,7 +163,7 @@ async def _write_through_failover(ha: Ha, spill: Path) -> tuple[list[str], Batch
 
     producer = asyncio.create_task(produce())
     try:
-        await _until(lambda: writer.stats.rows["orders"] >= 200, 60, "rows before the kill")
+        await until(lambda: writer.stats.rows["orders"] >= 200, 60, "rows before the kill")
         old = cp.primary()
         assert old is not None
         node = next(n for n in cluster.nodes() if n.name == old["node"])
@@ -170,10 +175,10 @@ async def _write_through_failover(ha: Ha, spill: Path) -> tuple[list[str], Batch
             found = cp.primary()
             return found is not None and found["node"] != node.name
 
-        await _until(lambda: _quietly(new_primary), FAILOVER_BOUND_S, "a new primary")
+        await until(lambda: _quietly(new_primary), FAILOVER_BOUND_S, "a new primary")
         ha.figures["db.failover_s"] = time.monotonic() - killed
         # The writer reconnects by itself: rows put after the kill reach the new primary.
-        await _until(
+        await until(
             lambda: writer.available and writer.stats.rows["orders"] > put_at_kill,
             FAILOVER_BOUND_S,
             "the writer writing again",
@@ -195,14 +200,6 @@ def _quietly(fact: object) -> bool:
         return False
 
 
-async def _until(fact: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not fact():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout_s:.0f} s")
-        await asyncio.sleep(0.1)
-
-
 def test_killing_the_primarys_node_loses_no_row_and_writes_none_twice(
     ha: Ha, tmp_path: Path
 ) -> None:
@@ -217,6 +214,7 @@ def test_killing_the_primarys_node_loses_no_row_and_writes_none_twice(
     missing = sorted(set(put) - set(stored))
     assert not missing, f"{len(missing)} rows lost: {missing[:5]}"
     assert set(stored) == set(put)
+    assert writer.stats.spilled_rows > 0, "the outage was too short to spill anything"
 
 
 def test_down_leaves_nothing(ha: Ha) -> None:

@@ -282,7 +282,7 @@ job "postgres-ha" {
     task "patroni" {
       driver = var.driver
       # PostgreSQL refuses root; raw_exec switches user itself (below), after preparing as root.
-      user = var.driver == "docker" ? "postgres" : null
+      user = var.driver == "docker" ? "postgres" : ""
 
       dynamic "config" {
         for_each = var.driver == "docker" ? [1] : []
