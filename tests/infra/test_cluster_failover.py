@@ -41,7 +41,7 @@ from tests.integration.polling import until
 
 FAILOVER_BOUND_S = 60.0  # what the test allows; the figure measured is recorded
 ROWS_PER_S = 100.0
-MEMORY_ROWS = 500
+MEMORY_ROWS = 200
 
 
 @dataclass

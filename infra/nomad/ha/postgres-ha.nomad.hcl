@@ -61,6 +61,12 @@ variable "ttl_s" {
   description = "Patroni's leader TTL: Patroni gives Consul's session half of it (Consul may wait twice a session's TTL before invalidating it, and refuses one under 10 s); a dead primary's key goes after 10 to 20 s."
 }
 
+variable "session_checks" {
+  type        = list(string)
+  default     = ["serfHealth"]
+  description = "Consul checks the leader's session is bound to: with serfHealth, the session (and the leader key) goes as soon as Consul's gossip declares the primary's node failed, before the TTL runs out. Empty: the TTL alone."
+}
+
 variable "loop_wait_s" {
   type        = number
   default     = 2
@@ -182,6 +188,7 @@ locals {
       register_service: true
       service_tags: ${jsonencode(var.service_tags)}
       service_check_interval: 2s
+      checks: ${jsonencode(var.session_checks)}
     {{ with secret (printf "${var.secrets_mount}/data/%s/${var.scope}/patroni" (env "NOMAD_NAMESPACE")) }}
       token: {{ .Data.data.consul_token | toJSON }}
     bootstrap:
