@@ -13,18 +13,25 @@ failover a new connection lands on the new primary, with nothing to restart.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import secrets
 import shutil
+import urllib.request
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import hvac
+
 from runtime.core.errors import StackError
 from runtime.devstack import cluster, stack
 from runtime.devstack import cluster_engines as ce
 from runtime.ops import deploy
+from runtime.platform.dbcreds import apply_database, bootstrap_roles
+from runtime.platform.vault import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 ACL_FILE = REPO / "infra/terraform/modules/platform/consul/patroni-acl.json"
@@ -160,3 +167,56 @@ def dsn(user: str, password: str, database: str = "postgres", scope: str = SCOPE
         raise StackError(f"no member of {scope} in Consul's catalog")
     auth = f"{quote(user, safe='')}:{quote(password, safe='')}"
     return f"postgresql://{auth}@{hosts}/{database}?target_session_attrs=read-write"
+
+
+def configure_database(layout: Layout, admin_dsn: str) -> None:
+    """The engines' PostgreSQL users from the cluster's OpenBao (its database secrets engine,
+    as ``arbfleet secrets apply`` makes it), its connection naming every member, and the
+    tables owned by their group, migrated here before any engine starts."""
+    password = asyncio.run(bootstrap_roles(admin_dsn))
+    client = hvac.Client(
+        url=cluster.url(cluster.servers()[0], "vault", ""),
+        token=cluster._bao_token(),
+        verify=str(cluster.keys_dir() / "ca.pem"),
+    )
+    apply_database(client, layout, admin_dsn, password)
+
+
+def member_api(node: str, scope: str = SCOPE) -> str:
+    """The REST API of the member on ``node`` (Patroni keeps it in its member key)."""
+    (entry,) = ce.consul(f"/v1/kv/service/{scope}/members/{node}")
+    return str(json.loads(base64.b64decode(entry["Value"]))["api_url"]).rsplit("/", 1)[0]
+
+
+def sync_standby(scope: str = SCOPE) -> str | None:
+    """The member Patroni has made the synchronous standby (its sync key): the only one it will
+    promote when the primary goes, the one that has every acknowledged commit."""
+    try:
+        (entry,) = ce.consul(f"/v1/kv/service/{scope}/sync")
+    except StackError as exc:
+        if "HTTP 404" in str(exc):
+            return None
+        raise
+    value = json.loads(base64.b64decode(entry["Value"]) or b"{}")
+    return value.get("sync_standby") or None
+
+
+def switchover(candidate: str, scope: str = SCOPE) -> None:
+    """Make the member on ``candidate`` the primary, as ``patronictl switchover`` does (the
+    primary's REST API), and wait until Consul's catalog says so."""
+    leader = primary(scope)
+    if leader is None or leader["node"] == candidate:
+        return
+    body = json.dumps({"leader": leader["node"], "candidate": candidate}).encode()
+    request = urllib.request.Request(f"{member_api(leader['node'])}/switchover", body)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=60) as response:
+        response.read()
+    cluster.wait_for(
+        f"{candidate} primary", lambda: (primary(scope) or {}).get("node") == candidate, 120
+    )
+    cluster.wait_for(
+        f"{leader['node']} the synchronous standby again",
+        lambda: sync_standby(scope) == leader["node"],
+        120,
+    )

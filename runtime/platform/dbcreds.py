@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import hvac
@@ -67,13 +67,15 @@ def apply_database(client: hvac.Client, layout: Layout, admin_dsn: str, password
     if f"{layout.db_mount}/" not in mounts:
         client.sys.enable_secrets_engine("database", path=layout.db_mount)
     where = urlsplit(admin_dsn)
+    hosts = where.netloc.rpartition("@")[2]  # all of a primary's and its standbys' (pgx's too)
+    options = {"sslmode": "disable", **dict(parse_qsl(where.query))}
     client.secrets.database.configure(
         name=layout.db_connection,
         plugin_name="postgresql-database-plugin",
         allowed_roles=[layout.db_role],
         connection_url=(
-            f"postgresql://{{{{username}}}}:{{{{password}}}}@{where.hostname}:{where.port}"
-            f"{where.path or '/postgres'}?sslmode=disable"
+            f"postgresql://{{{{username}}}}:{{{{password}}}}@{hosts}"
+            f"{where.path or '/postgres'}?{urlencode(options)}"
         ),
         username=VAULT_USER,
         password=password,

@@ -34,11 +34,19 @@ from runtime.core.errors import StackError
 from runtime.devstack import cluster, netns
 from runtime.devstack import cluster_engines as ce
 from runtime.devstack import cluster_postgres as cp
+from runtime.devstack.simulator.background import SimulatorThread
+from runtime.devstack.simulator.market import MarketParams
+from runtime.devstack.simulator.server import ExchangeSimulator, SimulatorConfig
 from runtime.persistence.migrate import migrate
 from runtime.persistence.tables import ORDERS, Row
-from runtime.persistence.writer import BatchWriter, connect_any
+from runtime.persistence.writer import BatchWriter, connect_any, init_connection
+from runtime.platform.vault import Layout
 from tests.integration.polling import until
 
+DEPLOYMENT = "pgha"
+JOB = ce.job_id(DEPLOYMENT)
+ACCOUNTS = {"binance": "paper", "upbit": "paper"}
+LOAD = MarketParams(dislocations_per_s=4.0)  # as test_cluster_failures: a few orders a second
 FAILOVER_BOUND_S = 60.0  # what the test allows; the figure measured is recorded
 ROWS_PER_S = 100.0
 MEMORY_ROWS = 200
@@ -46,20 +54,23 @@ MEMORY_ROWS = 200
 
 @dataclass
 class Ha:
-    passwords: dict[str, str]
+    passwords: dict[str, str] = field(repr=False)  # never in a test report
+    sim: ExchangeSimulator
+    thread: SimulatorThread
     figures: dict[str, float] = field(default_factory=dict)
+    killed_ns: int = 0
 
     def dsn(self) -> str:
         return cp.dsn("postgres", self.passwords["superuser_password"])
 
 
-def _streaming(ha: Ha) -> bool:
+def _streaming(dsn: str) -> bool:
     """A primary and a synchronous standby streaming from it."""
     if cp.primary() is None:
         return False
 
     async def sync_standbys() -> int:
-        conn = await asyncpg.connect(ha.dsn(), timeout=5)
+        conn = await asyncpg.connect(dsn, timeout=5)
         try:
             return int(
                 await conn.fetchval(
@@ -75,23 +86,32 @@ def _streaming(ha: Ha) -> bool:
 
 @pytest.fixture(scope="module")
 def ha() -> Iterator[Ha]:
+    bridge = str(next(cluster.SUBNET.hosts()))
     try:
         cluster.up(say=print)
-        state = Ha(cp.provision())
+        passwords = cp.provision()
         started = time.monotonic()
         cp.submit()
-        cluster.wait_for("a Patroni primary and a synchronous standby", lambda: _streaming(state))
+        cluster.wait_for(
+            "a Patroni primary and a synchronous standby",
+            lambda: _streaming(cp.dsn("postgres", passwords["superuser_password"])),
+        )
+        admin = cp.dsn("postgres", passwords["superuser_password"])
         print(f"postgres-ha: submit to primary + sync standby {time.monotonic() - started:.1f} s")
-
-        async def schema() -> None:
-            conn = await asyncpg.connect(state.dsn(), timeout=10)
-            try:
-                await migrate(conn, timescaledb="off")
-            finally:
-                await conn.close()
-
-        asyncio.run(schema())
-        yield state
+        # The engines' users from OpenBao, the tables owned by their group (as in production).
+        cp.configure_database(Layout(deployments={JOB: ACCOUNTS}), admin)
+        asyncio.run(_migrate(admin))
+        thread = SimulatorThread(SimulatorConfig(host=bridge, market=LOAD))
+        with thread as sim:
+            ce.provision_consul_token(JOB, ce.apply_engine_acl(JOB, ACCOUNTS))
+            ce.provision_exchange_keys(JOB, ACCOUNTS)
+            ce.submit_engine(
+                DEPLOYMENT, f"{bridge}:{sim.port}", live=ACCOUNTS,
+                postgres_service=cp.SCOPE, postgres_ha="true",
+            )  # fmt: skip
+            state = Ha(passwords, sim, thread)
+            cluster.wait_for("the engine's orders in PostgreSQL", lambda: engine_orders(state), 240)
+            yield state
         print(f"figures: {state.figures}")
         if os.environ.get("ARBFLEET_CLUSTER_RESULTS") and state.figures:
             from bench.results import write_results
@@ -100,6 +120,31 @@ def ha() -> Iterator[Ha]:
     finally:
         cluster.down(say=print)
         cp.remove_data()
+
+
+async def _migrate(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await migrate(conn, timescaledb="off", owner_role="arbfleet_writer")
+    finally:
+        await conn.close()
+
+
+def engine_orders(ha: Ha, after_ns: int = 0) -> dict[str, int]:
+    """The engine's order rows: client order id -> created (ns)."""
+
+    async def fetch() -> dict[str, int]:
+        conn = await connect_any(ha.dsn(), timeout=10)  # a dead member may be listed first
+        await init_connection(conn)
+        try:
+            rows = await conn.fetch(
+                "SELECT client_order_id, created FROM orders WHERE strategy <> 'failover'"
+            )
+            return {r[0]: r[1] for r in rows if r[1] > after_ns}
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
 
 
 def test_the_job_validates_with_the_production_variables(ha: Ha) -> None:
@@ -167,7 +212,7 @@ async def _write_through_failover(ha: Ha, spill: Path) -> tuple[list[str], Batch
         old = cp.primary()
         assert old is not None
         node = next(n for n in cluster.nodes() if n.name == old["node"])
-        killed = time.monotonic()
+        killed, ha.killed_ns = time.monotonic(), time.time_ns()
         kill_node(node)
         put_at_kill = len(put)
 
@@ -203,6 +248,17 @@ def _quietly(fact: object) -> bool:
 def test_killing_the_primarys_node_loses_no_row_and_writes_none_twice(
     ha: Ha, tmp_path: Path
 ) -> None:
+    """Two writers through the failover: the engine (Nomad, on the client that survives: the
+    primary is moved off its node first) and the writer in this process."""
+    (alloc,) = ce.running_allocations(JOB)
+    survivor = alloc["NodeName"]
+    cp.switchover(
+        next(n.name for n in cluster.nodes() if n.role == "client" and n.name != survivor)
+    )
+    # Patroni promotes only its synchronous standby (it has every acknowledged commit).
+    cluster.wait_for(
+        "the engine's node the synchronous standby", lambda: cp.sync_standby() == survivor
+    )
     put, writer = asyncio.run(_write_through_failover(ha, tmp_path / "spill"))
     print(
         f"failover: new primary {ha.figures['db.failover_s']:.1f} s after the kill, writer"
@@ -215,6 +271,32 @@ def test_killing_the_primarys_node_loses_no_row_and_writes_none_twice(
     assert not missing, f"{len(missing)} rows lost: {missing[:5]}"
     assert set(stored) == set(put)
     assert writer.stats.spilled_rows > 0, "the outage was too short to spill anything"
+
+    # The engine reconnected by itself: the same allocation, never restarted, writes orders
+    # it made after the kill to the new primary.
+    cluster.wait_for(
+        "the engine's orders after the kill", lambda: engine_orders(ha, ha.killed_ns), 120
+    )
+    (after,) = ce.running_allocations(JOB)
+    assert after["ID"] == alloc["ID"]
+    assert after["TaskStates"]["engine"]["Restarts"] == 0
+    # Stopped (its writer drains within the shutdown deadline): every order the venue took from
+    # it has its row in the new primary, once (the orders table's key).
+    ce.nomad(f"/v1/job/{JOB}", "DELETE")
+    cluster.wait_for("the engine stopped", lambda: not ce.running_allocations(JOB), 120)
+    taken = set(simulator_orders(ha))
+    rows = engine_orders(ha)
+    assert taken and taken <= set(rows), sorted(taken - set(rows))[:5]
+    print(f"engine: {len(taken)} orders at the venue, {len(rows)} order rows, none missing")
+
+
+def simulator_orders(ha: Ha) -> list[str]:
+    """Client order ids the simulator took, copied in its own loop (it writes them there)."""
+
+    async def copy() -> list[str]:
+        return list(ha.sim.order_peers)
+
+    return asyncio.run_coroutine_threadsafe(copy(), ha.thread.loop).result(10)
 
 
 def test_down_leaves_nothing(ha: Ha) -> None:
