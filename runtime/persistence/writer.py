@@ -25,6 +25,11 @@ the writer goes on with the rows it can still write.
 ``persist()`` makes every row put so far durable at once (the rows in memory go to the front of
 the spill, fsync'd); the order journal calls it before it forgets the orders those rows record.
 ``replace_pool(dsn)`` swaps the connection pool between two batches, for rotated credentials.
+
+The DSN may name a primary and its standbys (``h1:5432,h2:5432/db?target_session_attrs=read-write``,
+infra/nomad/ha): after a failover the writer's next connection lands on the new primary
+(``connect_any`` tries the hosts at once), and ``TCP_USER_TIMEOUT`` makes a connection to a
+vanished host fail in seconds, so nothing has to restart the writer.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ class Ha:
     thread: SimulatorThread
     figures: dict[str, float] = field(default_factory=dict)
     killed_ns: int = 0
+    killed: str = ""
 
     def dsn(self) -> str:
         return cp.dsn("postgres", self.passwords["superuser_password"])
@@ -212,6 +213,7 @@ async def _write_through_failover(ha: Ha, spill: Path) -> tuple[list[str], Batch
         old = cp.primary()
         assert old is not None
         node = next(n for n in cluster.nodes() if n.name == old["node"])
+        ha.killed = node.name
         killed, ha.killed_ns = time.monotonic(), time.time_ns()
         kill_node(node)
         put_at_kill = len(put)
@@ -288,6 +290,36 @@ def test_killing_the_primarys_node_loses_no_row_and_writes_none_twice(
     rows = engine_orders(ha)
     assert taken and taken <= set(rows), sorted(taken - set(rows))[:5]
     print(f"engine: {len(taken)} orders at the venue, {len(rows)} order rows, none missing")
+
+
+def test_the_killed_node_comes_back_as_the_synchronous_standby(ha: Ha) -> None:
+    """The dead primary's host back (link up, its Consul and Nomad agents started as at boot):
+    Nomad runs its member again, Patroni rewinds the old primary's data to the new timeline and
+    makes it the synchronous standby, with every row the new primary has."""
+    node = next(n for n in cluster.nodes() if n.name == ha.killed)
+    netns.ip("-n", netns.namespace(node.name), "link", "set", "eth0", "up")
+    back = time.monotonic()
+    for agent in ("consul", "nomad"):
+        cluster.start_agent(node, agent)
+    cluster.wait_for(f"{node.name} the synchronous standby", lambda: cp.sync_standby() == node.name)
+    ha.figures["db.rejoin_s"] = time.monotonic() - back
+    print(f"{node.name} back: the synchronous standby {ha.figures['db.rejoin_s']:.1f} s later")
+    (member,) = [m for m in cp.members() if m["node"] == node.name]
+    dsn = ha.dsn().split("@")[0] + f"@{member['address']}:{member['port']}/postgres"
+
+    async def counts() -> tuple[int, int]:
+        standby, primary = await asyncpg.connect(dsn), await connect_any(ha.dsn())
+        try:
+            query = "SELECT count(*) FROM orders"
+            return await standby.fetchval(query), await primary.fetchval(query)
+        finally:
+            await standby.close()
+            await primary.close()
+
+    # Nothing writes any more: the standby replays up to the primary's last row.
+    cluster.wait_for(
+        "the standby with every row", lambda: (c := asyncio.run(counts()))[0] == c[1] > 0, 60
+    )
 
 
 def simulator_orders(ha: Ha) -> list[str]:
