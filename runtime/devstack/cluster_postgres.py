@@ -92,6 +92,14 @@ def provision(scope: str = SCOPE) -> dict[str, str]:
     return values
 
 
+def patroni() -> str:
+    """Debian's Patroni with its Consul client (``stack.APT_PACKAGES``), or a clear error."""
+    found = shutil.which("patroni")
+    if found is None or not stack._have("python3-consul"):
+        raise StackError("Patroni is not installed: python -m runtime.devstack dev packages")
+    return found
+
+
 def variables(**extra: str | int | list[str]) -> str:
     """Var-file content of the job on the cluster: raw_exec, Debian's PostgreSQL and Patroni,
     Nomad 1.6.1's legacy OpenBao token, the cluster's subnet allowed."""
@@ -99,7 +107,7 @@ def variables(**extra: str | int | list[str]) -> str:
         "datacenters": [cluster.DATACENTER],
         "driver": "raw_exec",
         "postgres_bin_dir": str(stack._pg_bin()),
-        "patroni": shutil.which("patroni") or "/usr/bin/patroni",
+        "patroni": patroni(),
         "data_root": str(data_root()),
         "allowed_cidr": str(cluster.SUBNET),
         "vault_identity": "legacy_token",
