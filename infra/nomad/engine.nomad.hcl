@@ -200,6 +200,12 @@ variable "postgres_service" {
   description = "Consul service of the PostgreSQL the writer sends ticks, opportunities, orders and fills to (instances tagged with the job's namespace). Empty: no PostgreSQL."
 }
 
+variable "postgres_ha" {
+  type        = bool
+  default     = false
+  description = "The PostgreSQL service is a primary with standbys (infra/nomad/ha/postgres-ha.nomad.hcl, Patroni): the DSN names every member and asks for the primary (target_session_attrs=read-write), so after a failover the writer reconnects to the new primary by itself, with no restart."
+}
+
 variable "postgres_database" {
   type        = string
   default     = "postgres"
@@ -293,8 +299,12 @@ locals {
   )
   # Each store's instances tagged with the job's own namespace, whatever their health
   # (consul-template's "tag.name|any"), as environment variables for the engine.
+  # A primary with standbys: one DSN with every member, whose list a failover does not change
+  # (only the members' role tags), so the template is not re-rendered and the engine goes on.
+  postgres_one = "{{ range service (printf \"%s.${var.postgres_service}|any\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_POSTGRES__DSN=postgresql://{{ .Address }}:{{ .Port }}/${var.postgres_database}\n{{ end }}"
+  postgres_all = "{{ with service (printf \"%s.${var.postgres_service}|any\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_POSTGRES__DSN=postgresql://{{ range $i, $m := . }}{{ if $i }},{{ end }}{{ $m.Address }}:{{ $m.Port }}{{ end }}/${var.postgres_database}?target_session_attrs=read-write\n{{ end }}"
   stores = join("", compact([
-    var.postgres_service == "" ? "" : "{{ range service (printf \"%s.${var.postgres_service}|any\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_POSTGRES__DSN=postgresql://{{ .Address }}:{{ .Port }}/${var.postgres_database}\n{{ end }}",
+    var.postgres_service == "" ? "" : var.postgres_ha ? local.postgres_all : local.postgres_one,
     var.redis_service == "" ? "" : "{{ range service (printf \"%s.${var.redis_service}|any\" (env \"NOMAD_NAMESPACE\")) }}ARBFLEET_REDIS__URL=redis://{{ .Address }}:{{ .Port }}/0\n{{ end }}",
   ]))
 }

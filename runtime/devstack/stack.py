@@ -51,6 +51,10 @@ APT_PACKAGES = {
     "pgbackrest": "pgbackrest",  # the backup job, the server's WAL archive, `arbfleet db restore`
     "faketime": "faketime",  # the backup retention test's clock
     "pg_partman": "postgresql-15-partman",  # bench.persistence's comparison (docs/adr/0001)
+    # The multi-node cluster's PostgreSQL with a standby (infra/nomad/ha): Patroni with its Consul
+    # client (the package depends on one of etcd's, Consul's, ZooKeeper's or Kubernetes' clients).
+    "patroni": "patroni",
+    "python3-consul": "python3-consul",
 }
 STACK_TOOLS = ("consul", "bao", "nomad")  # what `up` runs from the toolchain
 # Workload identity: the JWT auth mount and role names Terraform's platform module uses too.
@@ -423,6 +427,8 @@ def _have(binary: str) -> bool:
         return any(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
     if binary == "pg_partman":  # an extension, not a program
         return any(Path("/usr/share/postgresql").glob("*/extension/pg_partman.control"))
+    if binary == "python3-consul":  # a library of the system's Python, which runs Patroni
+        return Path("/usr/lib/python3/dist-packages/consul").is_dir()
     return shutil.which(binary) is not None
 
 

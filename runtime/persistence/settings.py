@@ -62,9 +62,10 @@ def _one_of(value: SecretStr | None, path: Path | None, field: str) -> str | Non
 
 
 def describe_url(url: str) -> str:
-    """``host:port/db`` of a connection URL: what may appear in logs (no user, no password)."""
+    """``host:port/db`` of a connection URL: what may appear in logs (no user, no password).
+    Every host of a multi-host URL (``h1:5432,h2:5432``, a primary and its standbys)."""
     parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or ''}{parts.path}"
+    return f"{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class PostgresConfig(_Frozen):

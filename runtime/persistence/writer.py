@@ -25,6 +25,11 @@ the writer goes on with the rows it can still write.
 ``persist()`` makes every row put so far durable at once (the rows in memory go to the front of
 the spill, fsync'd); the order journal calls it before it forgets the orders those rows record.
 ``replace_pool(dsn)`` swaps the connection pool between two batches, for rotated credentials.
+
+The DSN may name a primary and its standbys (``h1:5432,h2:5432/db?target_session_attrs=read-write``,
+infra/nomad/ha): after a failover the writer's next connection lands on the new primary
+(``connect_any`` tries the hosts at once), and ``TCP_USER_TIMEOUT`` makes a connection to a
+vanished host fail in seconds, so nothing has to restart the writer.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from loguru import logger
@@ -52,6 +59,7 @@ from runtime.persistence.tables import TABLES, Row, event_row
 PG_EPOCH_US: Final = 946_684_800_000_000
 """2000-01-01 UTC, where PostgreSQL counts timestamps from, in microseconds since 1970."""
 BACKOFF_S: Final = (0.1, 5.0)
+TCP_USER_TIMEOUT_MS: Final = 10_000
 _UNAVAILABLE: Final = (
     OSError,
     TimeoutError,
@@ -63,9 +71,20 @@ _UNAVAILABLE: Final = (
     asyncpg.exceptions.InsufficientPrivilegeError,
     asyncpg.exceptions.InvalidCatalogNameError,
     asyncpg.exceptions.UndefinedTableError,
+    # A primary and its standbys (target_session_attrs=read-write): during a failover no member
+    # is the primary yet, or a connection still reaches the old primary now a standby.
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 """Failures a later attempt may not meet: the database (down, credentials, privileges, schema
-not migrated), not the rows, is the problem."""
+not migrated, not the primary), not the rows, is the problem."""
+_NOT_THIS_HOST: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.exceptions.InternalClientError,
+)
+"""Why one host of a multi-host DSN did not take a connection (down, not the primary, refused)."""
 
 
 def _encode_ns(ns: int) -> tuple[int]:
@@ -76,8 +95,21 @@ def _decode_ns(value: tuple[int]) -> int:
     return (value[0] + PG_EPOCH_US) * 1000
 
 
+def _fail_on_silent_peer(conn: Any) -> None:
+    """A server whose host is gone sends no reset: without this, a COPY to it waits for the
+    command timeout (60 s) before the writer tries again, and after a failover finds the new
+    primary (infra/nomad/ha). TCP_USER_TIMEOUT (libpq's ``tcp_user_timeout``) fails the
+    connection once data stays unacknowledged this long; a live server acknowledges at once,
+    busy or not."""
+    sock = conn._transport.get_extra_info("socket")  # asyncpg keeps its transport private
+    if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+
+
 async def init_connection(conn: Any) -> None:
-    """Timestamps as integer nanoseconds since the epoch, as the engine keeps them."""
+    """Timestamps as integer nanoseconds since the epoch, as the engine keeps them; a dead
+    server noticed in seconds."""
+    _fail_on_silent_peer(conn)
     await conn.set_type_codec(
         "timestamptz",
         schema="pg_catalog",
@@ -87,11 +119,46 @@ async def init_connection(conn: Any) -> None:
     )
 
 
+async def connect_any(dsn: str, **kwargs: Any) -> Any:
+    """``asyncpg.connect``, except that the hosts of a multi-host DSN (a primary and its
+    standbys, ``target_session_attrs=read-write``) are tried at once, not in turn: asyncpg's one
+    timeout covers all of them, so a dead member listed first (after a failover, the old primary)
+    would use it all up and the new primary would never be tried. The first host that takes the
+    connection wins; the other attempts are cancelled or closed."""
+    parts = urlsplit(dsn)
+    auth, at, hosts = parts.netloc.rpartition("@")
+    members = hosts.split(",")
+    if len(members) < 2:
+        return await asyncpg.connect(dsn, **kwargs)
+    tries = [
+        asyncio.create_task(
+            asyncpg.connect(urlunsplit(parts._replace(netloc=f"{auth}{at}{m}")), **kwargs)
+        )
+        for m in members
+    ]
+    chosen, errors = None, []
+    try:
+        for attempt in asyncio.as_completed(tries):
+            try:
+                chosen = await attempt
+                return chosen
+            except _NOT_THIS_HOST as exc:
+                errors.append(exc)
+        raise errors[-1]  # every host failed: the last one's reason
+    finally:
+        for task in tries:
+            task.cancel()
+            finished = task.done() and not task.cancelled() and task.exception() is None
+            if finished and task.result() is not chosen:
+                task.result().terminate()
+
+
 async def create_pool(dsn: str, *, connect_timeout_s: float = 5.0, size: int = 2) -> Any:
     """A pool that connects lazily (it is created even while the database is down)."""
     register_secret(dsn)
     return await asyncpg.create_pool(
         dsn,
+        connect=connect_any,
         min_size=0,
         max_size=size,
         init=init_connection,

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import hvac
@@ -67,13 +67,15 @@ def apply_database(client: hvac.Client, layout: Layout, admin_dsn: str, password
     if f"{layout.db_mount}/" not in mounts:
         client.sys.enable_secrets_engine("database", path=layout.db_mount)
     where = urlsplit(admin_dsn)
+    hosts = where.netloc.rpartition("@")[2]  # all of a primary's and its standbys' (pgx's too)
+    options = {"sslmode": "disable", **dict(parse_qsl(where.query))}
     client.secrets.database.configure(
         name=layout.db_connection,
         plugin_name="postgresql-database-plugin",
         allowed_roles=[layout.db_role],
         connection_url=(
-            f"postgresql://{{{{username}}}}:{{{{password}}}}@{where.hostname}:{where.port}"
-            f"{where.path or '/postgres'}?sslmode=disable"
+            f"postgresql://{{{{username}}}}:{{{{password}}}}@{hosts}"
+            f"{where.path or '/postgres'}?{urlencode(options)}"
         ),
         username=VAULT_USER,
         password=password,
@@ -108,11 +110,11 @@ class DbLease:
 
 
 def with_user(dsn: str, username: str, password: str) -> str:
-    """``dsn`` (host, port, database, options) with this user and password."""
+    """``dsn`` (hosts, ports, database, options) with this user and password; every host of a
+    multi-host DSN (a primary and its standbys, infra/nomad/ha) is kept."""
     parts = urlsplit(dsn)
-    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
+    hosts = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 

@@ -5,6 +5,7 @@ batches."""
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,28 @@ async def test_a_time_no_partition_covers_gets_its_partition(
     await writer.close()
     assert await count(db, "ticks", "venue = 'far'") == 2
     assert writer.stats.partitions_created == 2  # the hours the rows fall in, nothing between
+
+
+async def test_a_silent_host_listed_first_does_not_keep_the_writer_from_the_primary(
+    migrated: str, db: Any, tmp_path: Path
+) -> None:
+    # A member that takes TCP connections and never answers, listed before the real server in a
+    # primary-and-standbys DSN: the way a dead old primary looks after a failover.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        parts = urlsplit(migrated)
+        auth, _, host = parts.netloc.rpartition("@")
+        query = "&".join(q for q in (parts.query, "target_session_attrs=read-write") if q)
+        netloc = f"{auth}@127.0.0.1:{silent.getsockname()[1]},{host}"
+        dsn = urlunsplit(parts._replace(netloc=netloc, query=query))
+        # asyncpg alone tries the hosts in turn within one timeout: the silent one uses it up.
+        with pytest.raises(TimeoutError):
+            await asyncpg.connect(dsn, timeout=2)
+        writer = await started(dsn, tmp_path / "spill", connect_timeout_s=2)
+        writer.put("ticks", tick(7_001, venue="silent-first"))
+        assert await writer.drain(10.0)
+        await writer.close()
+    assert await count(db, "ticks", "venue = 'silent-first'") == 1
+    assert writer.available
 
 
 def unreachable(dsn: str) -> str:

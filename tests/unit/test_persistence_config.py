@@ -49,6 +49,12 @@ def test_a_dsn_file_is_read_and_its_password_never_logged(tmp_path: Path) -> Non
     assert describe_url(dsn) == "db.internal:5432/arbfleet"
 
 
+def test_a_multi_host_dsn_is_described_with_every_host_and_no_password() -> None:
+    # A primary and its standby (infra/nomad/ha): the writer logs where it may connect.
+    dsn = f"postgresql://w:{CANARY}@10.0.0.1:5432,10.0.0.2:5433/db?target_session_attrs=read-write"
+    assert describe_url(dsn) == "10.0.0.1:5432,10.0.0.2:5433/db"
+
+
 def test_a_dsn_and_a_dsn_file_together_are_refused(tmp_path: Path) -> None:
     overrides = {"postgres": {"dsn": "postgresql://a@b/c", "dsn_file": tmp_path / "x"}}
     with pytest.raises(ConfigError, match=r"postgres\.dsn and postgres\.dsn_file"):

@@ -177,3 +177,12 @@ def test_backoff_grows_to_its_cap_and_resets() -> None:
 def test_a_dsn_gets_the_new_user_quoted() -> None:
     dsn = with_user("postgresql://admin:old@127.0.0.1:15432/postgres?sslmode=disable", "v-x", "a/b")
     assert dsn == "postgresql://v-x:a%2Fb@127.0.0.1:15432/postgres?sslmode=disable"
+
+
+def test_a_multi_host_dsn_keeps_every_host_with_the_new_user() -> None:
+    dsn = with_user(
+        "postgresql://10.0.0.1:5432,10.0.0.2:5433/db?target_session_attrs=read-write", "v-x", "p"
+    )
+    assert (
+        dsn == "postgresql://v-x:p@10.0.0.1:5432,10.0.0.2:5433/db?target_session_attrs=read-write"
+    )
