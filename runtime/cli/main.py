@@ -27,6 +27,7 @@ from runtime.engine.plugins import PluginInfo, config_errors, discover
 from runtime.ops.db import add_db
 from runtime.ops.deploy import add_deploy, add_status
 from runtime.ops.node_keys import add_cluster
+from runtime.ops.platform.cli import add_platform
 from runtime.ops.secrets import add_secrets
 from runtime.platform.consul import add_halt, add_resume
 
@@ -275,6 +276,7 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     add_dev,
     add_db,
     add_secrets,
+    add_platform,
     add_deploy,
     add_status,
     add_halt,

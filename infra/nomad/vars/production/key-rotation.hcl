@@ -5,8 +5,5 @@ driver        = "docker"
 image         = "ghcr.io/arbfleet/arbfleet:0.1.0"
 vault_address = "https://vault.service.consul:8200"
 schedule      = "0 6 1 * *"
-
-accounts = [
-  { venue = "binance", account = "main" },
-  { venue = "upbit", account = "main" },
-]
+# accounts: every exchange account of the fleet's production deployments (fleet.toml), filled in
+# by `arbfleet deploy`.
