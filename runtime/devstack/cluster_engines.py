@@ -19,6 +19,7 @@ not whatever the venv's ``arbfleet`` console script was installed from.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -164,7 +165,7 @@ def engine_variables(
     live: Mapping[str, str] | None = None,
     **extra: str | list[str] | dict[str, str],
 ) -> str:
-    """Var-file content of an engine deployment on the cluster: the local paper deployment's
+    """Var-file content (JSON) of an engine deployment on the cluster: the local paper deployment's
     strategy and config, trading on ``simulator`` (host:port), Consul ACLs on, its Consul token
     through the legacy path, no stores (the cluster runs no PostgreSQL or Redis). ``live``
     (venue -> account, provisioned by ``provision_exchange_keys``): signed orders to the
@@ -203,9 +204,7 @@ def engine_variables(
         **keys,
         **extra,
     }
-    lines = [f"{name} = {deploy.hcl_value(value)}" for name, value in values.items()]
-    lines += ["consul_acl = true", "cpu = 300", "shutdown_deadline_s = 10"]
-    return "\n".join(lines) + "\n"
+    return json.dumps({**values, "consul_acl": True, "cpu": 300, "shutdown_deadline_s": 10})
 
 
 def nomad(path: str, method: str = "GET", body: Any = None) -> Any:

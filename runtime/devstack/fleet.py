@@ -26,6 +26,7 @@ namespace (not Nomad's default). The data in the host volume is kept.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -88,8 +89,8 @@ def local_units(
     The override vars files are written to ``workdir``."""
     overrides = []
     if data_dir is not None:
-        overrides.append(workdir / "host-volume.hcl")
-        overrides[0].write_text(f"host_volume_path = {deploy.hcl_string(str(data_dir))}\n")
+        overrides.append(workdir / "host-volume.json")
+        overrides[0].write_text(json.dumps({"host_volume_path": str(data_dir)}))
     units = []
     for u in deploy.units(deploy.LOCAL_ENV):
         if names is not None and u.name not in names:

@@ -3,13 +3,16 @@
 A unit to deploy is a job spec and its variables for one environment; the specs and their vars
 files are where the fleet description (``fleet.toml``, runtime/ops/fleet.py) says:
 
-    platform job   <job>.nomad.hcl      vars/<env>/<job>.hcl
-    engine         engine.nomad.hcl     vars/<env>/engine.hcl + the deployment's own values,
+    platform job   <job>.nomad.hcl      vars/<env>/<job>.json
+    engine         engine.nomad.hcl     vars/<env>/engine.json + the deployment's own values,
                                         derived from its [[deployment]] entry at deploy time
 
-Nomad itself parses the HCL (``POST /v1/jobs/parse`` with the variables as var-file content), the
-job is registered together with its source and variables (so ``nomad job inspect`` and the UI show
-what was submitted), and the deployment is watched until it is successful, failed or auto-reverted.
+Vars files are JSON (HCL's JSON syntax, which ``nomad job run -var-file`` reads too: values are
+literal, no escaping, and ``"//"`` keys are comments), so this module merges them with what it
+derives and hands Nomad one JSON document: no HCL is written here. Nomad itself parses the job
+spec (``POST /v1/jobs/parse`` with the variables as var-file content), the job is registered
+together with its source and variables (so ``nomad job inspect`` and the UI show what was
+submitted), and the deployment is watched until it is successful, failed or auto-reverted.
 
 The vars files hold what differs between environments. Two kinds of value are left to this module,
 because a vars file cannot hold them: the content of the monitoring configs (Prometheus,
@@ -94,12 +97,12 @@ def unit(name: str, env: str, fleet: Fleet | None = None) -> Unit:
     root, monitoring = fleet.root, fleet.monitoring_path
     spec = nomad_dir / f"{name}.nomad.hcl"
     if spec.name != ENGINE_SPEC and spec.is_file():
-        var_files = (vars_dir / f"{name}.hcl",)
+        var_files = (vars_dir / f"{name}.json",)
         values = fleet_variables(fleet, env, name, var_files)
         return Unit(name, env, spec, var_files, values, root, monitoring)
     deployment = fleet.deployment_of(env, name)
     if deployment is not None:
-        engine, values = (vars_dir / "engine.hcl",), deployment.variables()
+        engine, values = (vars_dir / "engine.json",), deployment.variables()
         return Unit(name, env, nomad_dir / ENGINE_SPEC, engine, values, root, monitoring)
     raise DeployError(
         f"{name!r} is neither a job ({nomad_dir}/{name}.nomad.hcl) nor an engine deployment "
@@ -160,13 +163,21 @@ def declared_variables(spec: Path) -> set[str]:
     return set(re.findall(r'^variable\s+"([^"]+)"', spec.read_text(), re.MULTILINE))
 
 
+def var_file_values(var_file: Path) -> dict[str, Any]:
+    """A JSON vars file's values (its ``"//"`` comments left out, as Nomad leaves them)."""
+    try:
+        document = json.loads(var_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise DeployError(f"{var_file}: not JSON: {exc}") from None
+    return {name: value for name, value in document.items() if name != "//"}
+
+
 def assigned_variables(var_file: Path) -> set[str]:
-    # Vars files are flat assignments; nested object lines are indented, so column 0 is enough.
-    return set(re.findall(r"^([A-Za-z_][A-Za-z0-9_-]*)\s*=", var_file.read_text(), re.MULTILINE))
+    return set(var_file_values(var_file))
 
 
-def generated_variables(u: Unit) -> str:
-    """Var-file content for what the unit's job declares and its vars files leave to us."""
+def generated_variables(u: Unit) -> dict[str, Value]:
+    """What the unit's job declares and its vars files and the fleet's values leave to us."""
     assigned = set(u.values).union(*map(assigned_variables, u.var_files))
     wanted = declared_variables(u.spec) - assigned
     values: dict[str, Value] = {
@@ -177,47 +188,22 @@ def generated_variables(u: Unit) -> str:
     if u.env == LOCAL_ENV:
         values.update({k: v for k, v in host_variables(u).items() if k in wanted})
         values.update(_local_vault_variables(u.name, wanted))
-    return "".join(f"{name} = {hcl_value(value)}\n" for name, value in sorted(values.items()))
+    return values
 
 
-def own_variables(u: Unit) -> str:
-    """Var-file content of the values the fleet description gives the unit."""
-    return "".join(f"{name} = {hcl_value(value)}\n" for name, value in u.values.items())
+def variable_values(u: Unit) -> dict[str, Any]:
+    """Every variable Nomad gets besides the job spec: the vars files in order (a later one
+    wins, as with the CLI's -var-file), the fleet's values, what is generated."""
+    values: dict[str, Any] = {}
+    for path in u.var_files:
+        values.update(var_file_values(path))
+    return {**values, **u.values, **generated_variables(u)}
 
 
 def variables(u: Unit) -> str:
-    """Everything Nomad needs besides the job spec, as one var-file content (so the unit's vars
-    files must not set a variable twice: unlike the CLI's -var-file, a later one cannot win)."""
-    files = "\n".join(path.read_text() for path in u.var_files)
-    return files + "\n" + own_variables(u) + generated_variables(u)
-
-
-def hcl_value(value: Value) -> str:
-    if isinstance(value, str):
-        return hcl_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(map(hcl_value, value)) + "]"
-    items = "".join(f"  {hcl_string(k)} = {hcl_value(v)}\n" for k, v in value.items())
-    return "{\n" + items + "}"
-
-
-def hcl_string(text: str) -> str:
-    """A quoted HCL string whose value is exactly ``text`` (``${`` and ``%{`` are not templates)."""
-    escaped = []
-    for char in text:
-        if char in '\\"':
-            escaped.append("\\" + char)
-        elif char == "\n":
-            escaped.append("\\n")
-        elif char == "\t":
-            escaped.append("\\t")
-        elif char == "\r":
-            escaped.append("\\r")
-        elif ord(char) < 0x20:
-            escaped.append(f"\\u{ord(char):04x}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped).replace("${", "$${").replace("%{", "%%{") + '"'
+    """``variable_values`` as one var-file content (JSON: Nomad takes a document that starts
+    with ``{`` as JSON)."""
+    return json.dumps(variable_values(u), indent=2, ensure_ascii=False)
 
 
 # --- Nomad -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ with the local vars files and what ``runtime.ops.deploy`` fills in, then waiting
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from tests.stack_plugin import Consul, wait_for
 if TYPE_CHECKING:
     from tests.infra.nomad_fixtures import Nomad
 
-LEGACY_NOMAD_VARS = Path(__file__).parent / "fixtures" / "legacy-nomad.vars.hcl"
+LEGACY_NOMAD_VARS = Path(__file__).parent / "fixtures" / "legacy-nomad.vars.json"
 
 
 def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
@@ -37,8 +38,8 @@ def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
 def cli_var_files(u: deploy.Unit, tmp_path: Path) -> list[str]:
     """-var-file flags: the unit's vars files as they are, and what ``runtime.ops.deploy`` fills in
     (the fleet description's values and the generated ones)."""
-    generated = tmp_path / f"{u.env}-{u.name}.generated.hcl"
-    generated.write_text(deploy.own_variables(u) + deploy.generated_variables(u))
+    generated = tmp_path / f"{u.env}-{u.name}.generated.json"
+    generated.write_text(json.dumps({**u.values, **deploy.generated_variables(u)}))
     return [f"-var-file={path}" for path in (*u.var_files, generated)]
 
 

@@ -201,7 +201,7 @@ def test_file_variables_survive_the_templates() -> None:
             assert "<%" not in text and "%>" not in text, f"{path} contains a template delimiter"
 
 
-def test_hcl_string_round_trips_through_nomad(nomad_api: nomad.Nomad, tmp_path: Path) -> None:
+def test_json_variables_round_trip_through_nomad(nomad_api: nomad.Nomad, tmp_path: Path) -> None:
     tricky = 'a "quote" \\ back\nline\ttab ${X} $${Y} %{ if } %%{ z } {{ .Labels }} é\x01'
     spec = tmp_path / "echo.nomad.hcl"
     spec.write_text(
@@ -210,8 +210,8 @@ def test_hcl_string_round_trips_through_nomad(nomad_api: nomad.Nomad, tmp_path: 
         '      driver = "raw_exec"\n      config {\n        command = "/bin/true"\n'
         "      }\n    }\n  }\n}\n"
     )
-    (tmp_path / "vars").write_text(f"text = {deploy.hcl_string(tricky)}\n")
-    u = deploy.Unit("echo", "test", spec, (tmp_path / "vars",))
+    (tmp_path / "vars.json").write_text(json.dumps({"//": "a comment", "text": tricky}))
+    u = deploy.Unit("echo", "test", spec, (tmp_path / "vars.json",))
     assert deploy.render(nomad_api, u)["Meta"]["text"] == tricky
 
 

@@ -177,7 +177,9 @@ def test_adding_a_deployment_is_one_edit_of_the_description(tmp_path: Path) -> N
         "eth",
         {"okx": "arb"},
     )
-    assert 'strategy = "triangular"\ndeployment = "eth"\n' in deploy.variables(u)
+    submitted = json.loads(deploy.variables(u))
+    assert (submitted["strategy"], submitted["deployment"]) == ("triangular", "eth")
+    assert submitted["driver"] == "docker"  # vars/production/engine.json came first
     # ... and the key rotation job rotates its account.
     rotation = deploy.unit(deploy.ROTATION_JOB, "production", fleet)
     assert {"venue": "okx", "account": "arb"} in rotation.values["accounts"]
