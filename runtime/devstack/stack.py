@@ -818,12 +818,15 @@ def configure_workload_identity(ep: Endpoints) -> None:
     stack's own key (``jwt_signing_key_file``), so the same role and policy are still tested
     with JWTs shaped like Nomad's.
     """
-    if vault_identity() == "workload_identity":
-        keys: dict[str, Any] = {"jwks_url": f"{ep.nomad}/.well-known/jwks.json"}
-    else:
-        keys = {"jwt_validation_pubkeys": [_jwt_public_key()]}
     api = vault_api(ep)
-    apply(lambda _service: api, desired.workload_identity(Layout(), keys))
+    apply(lambda _service: api, desired.workload_identity(Layout(), workload_identity_keys(ep)))
+
+
+def workload_identity_keys(ep: Endpoints) -> dict[str, Any]:
+    """What the store's JWT auth trusts here: Nomad's JWKS, or the stack's own key."""
+    if vault_identity() == "workload_identity":
+        return {"jwks_url": f"{ep.nomad}/.well-known/jwks.json"}
+    return {"jwt_validation_pubkeys": [_jwt_public_key()]}
 
 
 def _jwt_public_key() -> str:

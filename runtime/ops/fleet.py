@@ -65,6 +65,8 @@ class SecretsStore(_Strict):
     db_role: Text | None = None
     db_default_ttl: Text | None = None
     db_max_ttl: Text | None = None
+    prefix: Text | None = None
+    """Of policy and role names (``arbfleet``): two environments can share one store."""
 
 
 class Environment(_Strict):

@@ -135,17 +135,8 @@ def add_platform(subparsers: Subparsers) -> None:
 def _apply(args: argparse.Namespace) -> int:
     fleet = fleet_description.load(args.fleet)
     apis = production_apis()
-    nomad_address = apis("nomad").address  # type: ignore[attr-defined]
-    jwks_url = args.jwks_url or f"{nomad_address}/.well-known/jwks.json"
-    ca_file = os.environ.get("NOMAD_CACERT")
-    ca = {"jwks_ca_pem": Path(ca_file).read_text()} if ca_file else {}
-    consul_ca = {"JWKSCACert": ca["jwks_ca_pem"]} if ca else {}
-    wanted = resources_for(
-        fleet,
-        args.env,
-        jwt_keys={"jwks_url": jwks_url, **ca},
-        consul_keys={"JWKSURL": jwks_url, **consul_ca},
-    )
+    jwt_keys, consul_keys = trusted_keys(args.jwks_url)
+    wanted = resources_for(fleet, args.env, jwt_keys=jwt_keys, consul_keys=consul_keys)
     verb = "would" if args.dry_run else "did"
     changes = apply(apis, wanted, dry_run=args.dry_run, say=lambda msg: print(msg, flush=True))
     changed = sum(c.action != "ok" for c in changes)
@@ -153,6 +144,27 @@ def _apply(args: argparse.Namespace) -> int:
     if args.jobs:
         return _jobs(fleet, args.env, args.dry_run)
     return 0
+
+
+def trusted_keys(jwks_url: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the secrets store's and Consul's JWT auth trust: Nomad's JWKS (``$NOMAD_ADDR``'s
+    unless given, checked against ``$NOMAD_CACERT``); pointed at the local stack's Nomad, the
+    keys the stack set up (its Nomad may sign no identities: docs/adr/0003)."""
+    from runtime.devstack import stack
+
+    ep = stack.endpoints()
+    nomad = os.environ.get("NOMAD_ADDR", ep.nomad)
+    if jwks_url is None and nomad == ep.nomad:
+        keys = stack.workload_identity_keys(ep)
+        consul = {"JWTValidationPubKeys": keys.get("jwt_validation_pubkeys", [])}
+        return keys, consul if "jwt_validation_pubkeys" in keys else {"JWKSURL": keys["jwks_url"]}
+    url = jwks_url or f"{nomad}/.well-known/jwks.json"
+    ca_file = os.environ.get("NOMAD_CACERT")
+    ca = Path(ca_file).read_text() if ca_file else None
+    return (
+        {"jwks_url": url, **({"jwks_ca_pem": ca} if ca else {})},
+        {"JWKSURL": url, **({"JWKSCACert": ca} if ca else {})},
+    )
 
 
 def _jobs(fleet: Fleet, env: str, dry_run: bool) -> int:
