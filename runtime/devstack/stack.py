@@ -843,7 +843,7 @@ def _jwt_public_key() -> str:
     public = subprocess.run(
         ["openssl", "pkey", "-in", str(key), "-pubout"], capture_output=True, check=True
     )
-    return public.stdout.decode()
+    return public.stdout.decode().strip()  # as the store keeps it, so a re-apply finds no change
 
 
 def configure_legacy_integration(ep: Endpoints) -> None:
