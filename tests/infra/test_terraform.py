@@ -159,7 +159,7 @@ def test_no_construct_only_one_cli_accepts() -> None:
         for p in root.rglob(pattern)
         if ".terraform" not in p.parts
     ]
-    assert len(sources) > 30
+    assert len(sources) > 15  # the cluster module, its example and root (the platform module went)
     found = [
         f"{p.relative_to(cir.REPO)}: {why}"
         for p in sources
