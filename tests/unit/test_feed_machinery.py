@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from runtime.venues import base
 from runtime.core.retry import Backoff
+from runtime.venues import base
 from runtime.venues.binance.feed import DepthSnapshots
 
 
