@@ -47,7 +47,7 @@ def stack(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test: unit, integration and infra, against real services (none is skipped)."""
-    _install(session, "test", "cdk")
+    _install(session, "test")
     session.run("python", "-m", "runtime.devstack", "toolchain", "install")
     session.run("python", "-m", "runtime.devstack", "dev", "packages")
     session.run("pytest", *session.posargs)

@@ -34,8 +34,9 @@ from runtime.devstack import stack
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
 from runtime.node import Node
+from runtime.ops.platform.cli import apply_layout
 from runtime.ops.rotation import KeyManagementApi, Rotation, RotationSettings, StaticEngines
-from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
+from runtime.platform.vault import ExchangeKeys, Layout, VaultSession
 from runtime.trading.book import Books
 from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.portfolio import Portfolio

@@ -1,6 +1,6 @@
 # The engine: one job per strategy deployment (the "pluggable strategy job"). The job is named
 # <strategy>-<deployment> (underscores become dashes), and that name is the `deployment` label of
-# every metric and alert (monitoring/README.md) and the deployment of secrets/vault.toml.
+# every metric and alert (monitoring/README.md) and the deployment of fleet.toml.
 #
 # Each deployment has two vars files: vars/<env>/engine.hcl (how engines run in that environment)
 # and vars/<env>/engine/<job>.hcl (what this deployment trades).
@@ -167,7 +167,7 @@ variable "vault_ca_file" {
 variable "kv_mount" {
   type        = string
   default     = "exchanges"
-  description = "KV v2 mount of the exchange keys ([kv] mount in secrets/vault.toml)."
+  description = "KV v2 mount of the exchange keys (the secrets-store layout: runtime/platform/vault.py Layout)."
 }
 
 variable "vault_role" {
@@ -215,7 +215,7 @@ variable "postgres_database" {
 variable "database_mount" {
   type        = string
   default     = "database"
-  description = "Vault database secrets engine the engine takes its PostgreSQL user from ([database] mount in secrets/vault.toml)."
+  description = "Vault database secrets engine the engine takes its PostgreSQL user from (the secrets-store layout: runtime/platform/vault.py Layout)."
 }
 
 variable "redis_service" {
@@ -235,7 +235,7 @@ variable "consul_address" {
 variable "consul_acl" {
   type        = bool
   default     = false
-  description = "Consul has ACLs on: the engine reads its Consul token from secrets/consul_token, which comes the way vault_identity says: workload_identity, Nomad logs in to Consul with the task's consul_default identity (the platform module's auth method and binding rule); legacy_token, a template reads it from the secrets store (consul_token_mount)."
+  description = "Consul has ACLs on: the engine reads its Consul token from secrets/consul_token, which comes the way vault_identity says: workload_identity, Nomad logs in to Consul with the task's consul_default identity (the auth method and binding rule `arbfleet platform apply` makes); legacy_token, a template reads it from the secrets store (consul_token_mount)."
 }
 
 variable "consul_token_mount" {
@@ -250,7 +250,7 @@ locals {
   docker       = var.driver == "docker"
   network_mode = local.docker ? "host" : null
   job_id       = "${replace(var.strategy, "_", "-")}-${var.deployment}"
-  # Every deployment has its own role and policy (secrets/vault.toml): its database role and
+  # Every deployment has its own role and policy (fleet.toml, applied by `arbfleet platform apply`): its database role and
   # its own accounts' keys.
   vault_role = var.vault_role != "" ? var.vault_role : "arbfleet-${local.job_id}"
   uses_vault = length(var.accounts) > 0 || (var.postgres_service != "" && var.database_mount != "")

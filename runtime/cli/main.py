@@ -26,6 +26,7 @@ from runtime.ops.db import add_db
 from runtime.ops.deploy import add_deploy, add_status
 from runtime.ops.halt import add_halt, add_resume
 from runtime.ops.node_keys import add_cluster
+from runtime.ops.platform.cli import add_platform
 from runtime.ops.secrets import add_secrets
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -270,6 +271,7 @@ REGISTRARS: tuple[Callable[[Subparsers], None], ...] = (
     add_cluster,
     add_db,
     add_secrets,
+    add_platform,
     add_deploy,
     add_status,
     add_halt,

@@ -1,8 +1,8 @@
 """Engines on the local cluster (runtime/devstack/cluster.py) with Consul ACLs on.
 
-The engines' Consul ACLs are defined once, in the platform module's
-``consul/engine-acl.json``, which Terraform reads with ``jsondecode(file())`` for production and
-this module applies to the cluster's real Consul: a policy and a role per deployment (its
+The engines' Consul ACLs are the platform applier's (runtime/ops/platform/desired.py, from
+``consul/engine-acl.json`` beside it), which ``arbfleet platform apply`` applies in production
+and this module applies to the cluster's real Consul: a policy and a role per deployment (its
 services and checks, sessions, the kill switch read-only, write on its own account lock keys
 only), the JWT auth method Nomad 1.7+'s ``consul_default`` identities log in to, and the binding
 rule that gives an engine task its deployment's role.
@@ -22,27 +22,27 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from runtime.core.errors import StackError
 from runtime.devstack import cluster
 from runtime.ops import deploy
+from runtime.ops import fleet as fleet_description
+from runtime.ops.platform import desired
+from runtime.ops.platform.applier import apply, refusal
 from runtime.platform.vault import Layout, deployment_policy
 
-REPO = Path(__file__).resolve().parents[2]
-ACL_FILE = REPO / "infra/terraform/modules/platform/consul/engine-acl.json"
 KV_MOUNT = "secret"
 LOCAL_SIMULATOR = "127.0.0.1:18900"
-ENGINE_VARS = deploy.NOMAD_DIR / "vars/local/engine/cross-exchange-paper.hcl"
+PAPER_DEPLOYMENT = "cross-exchange-paper"
+"""The local paper deployment of the fleet description, whose strategy and config the cluster's
+engines run."""
 SIMULATOR_CREDENTIALS = ("sim-key", "sim-secret")
 """The simulator's own account keys (SimulatorConfig.credentials), not a secret."""
 
 
-@cache
 def definitions() -> dict[str, Any]:
-    return dict(json.loads(ACL_FILE.read_text()))
+    return desired.engine_acl()
 
 
 def job_id(deployment: str) -> str:
@@ -53,13 +53,7 @@ def engine_role(job: str) -> str:
     return str(definitions()["engine_role"]) % job
 
 
-def engine_rules(accounts: Mapping[str, str]) -> str:
-    """The deployment's Consul policy (JSON rules): the shared rules and its lock keys."""
-    d = definitions()
-    keys = {
-        d["lock_key"] % (venue, account): {"policy": "write"} for venue, account in accounts.items()
-    }
-    return json.dumps({**d["engine_rules"], "key": keys})
+engine_rules = desired.engine_rules
 
 
 def lock_key(venue: str, account: str) -> str:
@@ -76,61 +70,27 @@ def bao(path: str, method: str = "GET", body: Any = None) -> Any:
     return cluster.api(cluster.servers()[0], "vault", path, method, body, cluster._bao_token())
 
 
-def _upsert(kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Create or update a Consul ACL policy or role by name."""
+def consul_api(method: str, path: str, body: Any = None) -> Any:
+    """The first server's Consul for the platform applier: a missing object is ``Absent``."""
     try:
-        found = consul(f"/v1/acl/{kind}/name/{name}")
+        return consul(path, method, body)
     except StackError as exc:
-        if "HTTP 404" not in str(exc) and "not found" not in str(exc).lower():
-            raise
-        found = None
-    if found:
-        return dict(consul(f"/v1/acl/{kind}/{found['ID']}", "PUT", {**body, "Name": name}))
-    return dict(consul(f"/v1/acl/{kind}", "PUT", {**body, "Name": name}))
+        status, _, detail = str(exc).partition(": HTTP ")[2].partition(" ")
+        if status.isdigit():
+            raise refusal(int(status), detail, f"{method} {path}") from exc
+        raise
 
 
 def apply_engine_acl(job: str, accounts: Mapping[str, str]) -> str:
-    """The deployment's Consul policy and role (as the platform module makes them); the role."""
-    d = definitions()
-    policy = _upsert(
-        "policy", d["engine_policy"] % job, {"Rules": engine_rules(accounts), "Description": job}
-    )
-    role = engine_role(job)
-    _upsert("role", role, {"Policies": [{"ID": policy["ID"]}], "Description": job})
-    return role
+    """The deployment's Consul policy and role (the platform applier's); the role."""
+    apply(lambda _service: consul_api, desired.consul_engine_acl(job, accounts))
+    return engine_role(job)
 
 
 def apply_auth_method(jobs: list[str], key_config: Mapping[str, Any]) -> None:
-    """The JWT auth method and the engines' binding rule from the shared definitions, trusting
+    """The JWT auth method and the engines' binding rule (the platform applier's), trusting
     ``key_config`` (production: ``JWKSURL``; the tests: ``JWTValidationPubKeys``)."""
-    d = definitions()
-    method = d["auth_method"]
-    body = {
-        "Name": method["name"],
-        "Type": method["type"],
-        "DisplayName": method["display_name"],
-        "Config": {**method["config"], **key_config},
-    }
-    try:
-        consul(f"/v1/acl/auth-method/{method['name']}", "PUT", body)
-    except StackError as exc:
-        if "HTTP 404" not in str(exc) and "not found" not in str(exc).lower():
-            raise
-        consul("/v1/acl/auth-method", "PUT", body)
-    for rule in consul(f"/v1/acl/binding-rules?authmethod={method['name']}") or []:
-        consul(f"/v1/acl/binding-rule/{rule['ID']}", "DELETE")
-    rule = d["binding_rule"]
-    consul(
-        "/v1/acl/binding-rule",
-        "PUT",
-        {
-            "AuthMethod": method["name"],
-            "Description": rule["description"],
-            "Selector": rule["selector"] % "|".join(jobs),
-            "BindType": rule["bind_type"],
-            "BindName": rule["bind_name"],
-        },
-    )
+    apply(lambda _service: consul_api, desired.consul_auth(jobs, key_config))
 
 
 def login(bearer: str) -> dict[str, Any]:
@@ -205,23 +165,23 @@ def engine_variables(
     live: Mapping[str, str] | None = None,
     **extra: str | list[str] | dict[str, str],
 ) -> str:
-    """Var-file content of an engine deployment on the cluster: the local paper deployment's
+    """Var-file content (JSON) of an engine deployment on the cluster: the local paper deployment's
     strategy and config, trading on ``simulator`` (host:port), Consul ACLs on, its Consul token
     through the legacy path, no stores (the cluster runs no PostgreSQL or Redis). ``live``
     (venue -> account, provisioned by ``provision_exchange_keys``): signed orders to the
     simulator with keys the engine reads from OpenBao (the production path: the task's token
     with the deployment's policy, OpenBao's certificate checked against the cluster's CA), so
     the simulator sees every order the engine sends."""
-    text = ENGINE_VARS.read_text()
-    expected = (LOCAL_SIMULATOR, 'deployment          = "paper"', 'mode                = "paper"')
-    if not all(part in text for part in expected):
-        raise StackError(f"{ENGINE_VARS} no longer looks as expected")
-    text = text.replace(LOCAL_SIMULATOR, simulator)
-    text = text.replace(expected[1], f"deployment = {deploy.hcl_string(deployment)}")
+    paper = fleet_description.default().deployment_of("local", PAPER_DEPLOYMENT)
+    if paper is None or paper.mode != "paper" or LOCAL_SIMULATOR not in paper.engine_config:
+        raise StackError(f"the fleet's {PAPER_DEPLOYMENT} no longer looks as expected")
+    own = paper.variables()
+    own["engine_config"] = paper.engine_config.replace(LOCAL_SIMULATOR, simulator)
+    own["deployment"] = deployment
     policies = [vault_policy(job_id(deployment))]
     keys: dict[str, str | list[str] | dict[str, str]] = {}
     if live is not None:
-        text = text.replace(expected[2], 'mode = "live"')
+        own["mode"] = "live"
         policies.append(Layout().deployment_policy_name(job_id(deployment)))
         keys = {
             "accounts": dict(live),
@@ -229,10 +189,11 @@ def engine_variables(
             "vault_ca_file": str(cluster.keys_dir() / "ca.pem"),
         }
     values: dict[str, str | list[str] | dict[str, str]] = {
+        **own,
         "datacenters": [cluster.DATACENTER],
         "driver": "raw_exec",
         "venv": sys.prefix,
-        "source_dir": str(REPO),
+        "source_dir": str(fleet_description.default().root),
         "vault_identity": "legacy_token",
         "vault_policies": policies,
         "postgres_service": "",
@@ -243,9 +204,7 @@ def engine_variables(
         **keys,
         **extra,
     }
-    lines = [f"{name} = {deploy.hcl_value(value)}" for name, value in values.items()]
-    lines += ["consul_acl = true", "cpu = 300", "shutdown_deadline_s = 10"]
-    return text + "\n" + "\n".join(lines) + "\n"
+    return json.dumps({**values, "consul_acl": True, "cpu": 300, "shutdown_deadline_s": 10})
 
 
 def nomad(path: str, method: str = "GET", body: Any = None) -> Any:
@@ -260,7 +219,7 @@ def submit_engine(
     **extra: str | list[str] | dict[str, str],
 ) -> str:
     """Parse the engine job with Nomad (the spec of infra/nomad) and register it; the job id."""
-    spec = (deploy.NOMAD_DIR / "engine.nomad.hcl").read_text()
+    spec = (fleet_description.default().nomad_path / deploy.ENGINE_SPEC).read_text()
     parsed = nomad(
         "/v1/jobs/parse",
         "POST",

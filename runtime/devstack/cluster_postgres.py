@@ -2,7 +2,7 @@
 
 Patroni (Debian's package) runs one member per client from ``infra/nomad/ha/postgres-ha.nomad.hcl``
 under raw_exec; its leader key lives in the cluster's Consul. Its Consul ACL is defined once, as
-data, in ``infra/terraform/modules/platform/consul/patroni-acl.json`` and applied here (a policy
+data, in ``runtime/ops/platform/consul/patroni-acl.json`` and applied here (a policy
 and a role; a token with the role is kept in OpenBao with the PostgreSQL passwords, at
 ``secret/<namespace>/<scope>/patroni``, read by the job's template with the task's own token).
 
@@ -19,7 +19,6 @@ import json
 import secrets
 import shutil
 import urllib.request
-from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,26 +28,16 @@ import hvac
 from runtime.core.errors import StackError
 from runtime.devstack import cluster, stack
 from runtime.devstack import cluster_engines as ce
-from runtime.ops import deploy
+from runtime.ops.platform import desired
+from runtime.ops.platform.applier import apply
 from runtime.platform.dbcreds import apply_database, bootstrap_roles
 from runtime.platform.vault import Layout
 
 REPO = Path(__file__).resolve().parents[2]
-ACL_FILE = REPO / "infra/terraform/modules/platform/consul/patroni-acl.json"
-JOB_FILE = deploy.NOMAD_DIR / "ha/postgres-ha.nomad.hcl"
+JOB_FILE = REPO / "infra/nomad/ha/postgres-ha.nomad.hcl"
 SCOPE = "postgres-ha"
 NAMESPACE = "default"
 PRIMARY_TAGS = frozenset({"primary", "master"})  # Patroni 3 tags its leader with both
-
-
-@cache
-def definitions() -> dict[str, Any]:
-    return dict(json.loads(ACL_FILE.read_text()))
-
-
-def rules(scope: str = SCOPE) -> str:
-    """Patroni's Consul policy rules (JSON) for ``scope``."""
-    return json.dumps(definitions()["rules"]).replace("%s", scope)
 
 
 def data_root() -> Path:
@@ -63,16 +52,16 @@ def secret_path(scope: str = SCOPE) -> str:
 
 
 def vault_policy(scope: str = SCOPE) -> str:
-    return str(definitions()["policy"]) % scope
+    """The OpenBao policy reading Patroni's secrets: named as its Consul policy."""
+    return desired.consul_patroni_acl(scope)[0].name
 
 
 def provision(scope: str = SCOPE) -> dict[str, str]:
     """Patroni's Consul policy, role and token, its PostgreSQL passwords in OpenBao and the
     OpenBao policy that reads them; the secrets (the tests connect as the superuser)."""
-    d = definitions()
-    policy = ce._upsert("policy", d["policy"] % scope, {"Rules": rules(scope)})
-    role = d["role"] % scope
-    ce._upsert("role", role, {"Policies": [{"ID": policy["ID"]}], "Description": scope})
+    acl = desired.consul_patroni_acl(scope)
+    apply(lambda _service: ce.consul_api, acl)
+    role = acl[-1].name
     token = ce.consul(
         "/v1/acl/token", "PUT", {"Roles": [{"Name": role}], "Description": f"patroni {scope}"}
     )
@@ -101,7 +90,7 @@ def patroni() -> str:
 
 
 def variables(**extra: str | int | list[str]) -> str:
-    """Var-file content of the job on the cluster: raw_exec, Debian's PostgreSQL and Patroni,
+    """Var-file content (JSON) of the job on the cluster: raw_exec, Debian's PostgreSQL and Patroni,
     Nomad 1.6.1's legacy OpenBao token, the cluster's subnet allowed."""
     values: dict[str, Any] = {
         "datacenters": [cluster.DATACENTER],
@@ -117,10 +106,7 @@ def variables(**extra: str | int | list[str]) -> str:
         "memory": 256,
         **extra,
     }
-    return "".join(
-        f"{name} = {value if isinstance(value, int) else deploy.hcl_value(value)}\n"
-        for name, value in values.items()
-    )
+    return json.dumps(values)  # HCL's JSON syntax, as runtime.ops.deploy sends it
 
 
 def parse(variables_hcl: str) -> dict[str, Any]:

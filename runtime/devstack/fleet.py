@@ -2,12 +2,14 @@
 one Nomad namespace, and what the jobs need from Vault (``arbfleet dev fleet-up|fleet-check|
 fleet-down``).
 
-What Terraform's platform module does in production, ``up`` does for the local stack, in order:
+``up`` applies what ``arbfleet platform apply`` applies in production, for the local stack, in
+order:
 
 1. the namespace, and the secrets the platform jobs read (``secret/<namespace>/...``: a generated
    PostgreSQL password, local placeholders for the notification endpoints), each only if absent;
-2. the Vault layout (``secrets/vault.toml``: policies and every deployment's role), before any
-   job, since a job's token follows its role whichever way Nomad obtains it;
+2. the secrets-store layout (policies and every local deployment's role, from the fleet
+   description), before any job, since a job's token follows its role whichever way Nomad
+   obtains it;
 3. the platform jobs (TimescaleDB, Redis, Prometheus, Alertmanager, Grafana, the periodic
    backup and key rotation), submitted together and watched to the end of their deployments;
 4. the database secrets engine pointed at the TimescaleDB instance just deployed, found in Consul;
@@ -24,11 +26,12 @@ namespace (not Nomad's default). The data in the host volume is kept.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +42,11 @@ from runtime.core.errors import DeployError
 from runtime.core.logging import register_secret
 from runtime.devstack import stack
 from runtime.ops import deploy
-from runtime.platform.vault import Layout, apply_layout
+from runtime.ops import fleet as fleet_description
+from runtime.ops.platform import desired
+from runtime.ops.platform.applier import HttpApi, apply
+from runtime.ops.platform.cli import apply_layout, layout_for
+from runtime.platform.vault import Layout
 
 Say = Callable[[str], None]
 POLL_S = 1.0
@@ -82,21 +89,20 @@ def local_units(
     The override vars files are written to ``workdir``."""
     overrides = []
     if data_dir is not None:
-        overrides.append(workdir / "host-volume.hcl")
-        overrides[0].write_text(f"host_volume_path = {deploy.hcl_string(str(data_dir))}\n")
+        overrides.append(workdir / "host-volume.json")
+        overrides[0].write_text(json.dumps({"host_volume_path": str(data_dir)}))
     units = []
     for u in deploy.units(deploy.LOCAL_ENV):
         if names is not None and u.name not in names:
             continue
         if u.spec.name == ENGINE_SPEC and simulator_port is not None:
-            text = u.var_files[1].read_text()
-            if LOCAL_SIMULATOR not in text:
-                raise DeployError(f"{u.var_files[1]} does not trade on {LOCAL_SIMULATOR}")
-            engine_vars = workdir / u.var_files[1].name
-            engine_vars.write_text(text.replace(LOCAL_SIMULATOR, f"127.0.0.1:{simulator_port}"))
-            units.append(deploy.Unit(u.name, u.env, u.spec, (u.var_files[0], engine_vars)))
+            config = str(u.values["engine_config"])
+            if LOCAL_SIMULATOR not in config:
+                raise DeployError(f"{u.name}'s engine_config does not trade on {LOCAL_SIMULATOR}")
+            config = config.replace(LOCAL_SIMULATOR, f"127.0.0.1:{simulator_port}")
+            units.append(replace(u, values={**u.values, "engine_config": config}))
         elif "host_volume_path" in deploy.declared_variables(u.spec):
-            units.append(deploy.Unit(u.name, u.env, u.spec, (*u.var_files, *overrides)))
+            units.append(replace(u, var_files=(*u.var_files, *overrides)))
         else:
             units.append(u)
     return units
@@ -111,13 +117,12 @@ def up(namespace: str, units: Iterable[deploy.Unit] | None = None, say: Say = pr
     chosen = list(units) if units is not None else deploy.units(deploy.LOCAL_ENV)
     platform = [u for u in chosen if u.spec.name != ENGINE_SPEC]
     engines = [u for u in chosen if u.spec.name == ENGINE_SPEC]
-    api = api_for(namespace)
-    if namespace not in {n["Name"] for n in api.namespaces.get_namespaces()}:
-        api.namespace.create_namespace({"Name": namespace, "Description": "arbfleet dev fleet"})
+    nomad_api = HttpApi("nomad", stack.endpoints().nomad)
+    apply(lambda _service: nomad_api, [desired.nomad_namespace(namespace, "arbfleet dev fleet")])
     vault = vault_client()
     password = seed_secrets(vault, namespace)
     # The roles first: a job's token follows its role, whichever way Nomad obtains it.
-    layout = Layout.load()
+    layout = layout_for(fleet_description.default(), deploy.LOCAL_ENV)
     apply_layout(vault, layout)
     say(f"vault: layout applied ({len(layout.deployments)} deployments)")
     outcomes = deploy_together(namespace, platform, say)

@@ -38,6 +38,9 @@ from typing import Any
 
 from runtime.core.errors import PortInUseError, StackError
 from runtime.devstack import toolchain
+from runtime.ops.platform import desired
+from runtime.ops.platform.applier import Absent, HttpApi, apply
+from runtime.platform.vault import Layout
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 90.0
@@ -57,10 +60,10 @@ APT_PACKAGES = {
     "python3-consul": "python3-consul",
 }
 STACK_TOOLS = ("consul", "bao", "nomad")  # what `up` runs from the toolchain
-# Workload identity: the JWT auth mount and role names Terraform's platform module uses too.
-WI_AUTH_PATH = "jwt-nomad"
-WI_ROLE = "nomad-workloads"
-WI_AUDIENCE = "vault.io"
+# Workload identity: the JWT auth mount and role names `arbfleet platform apply` uses too.
+WI_AUTH_PATH = Layout.jwt_auth_mount
+WI_ROLE = desired.WORKLOAD_ROLE
+WI_AUDIENCE = Layout.jwt_audience
 # The first Nomad that signs workload identities for the secrets store (and serves its JWKS).
 WORKLOAD_IDENTITY_SINCE = (1, 7)
 # Nomad <= 1.6's legacy integration: the token role its servers create task tokens from, and
@@ -808,54 +811,28 @@ def configure_secrets_store(ep: Endpoints) -> None:
         configure_legacy_integration(ep)
 
 
+def vault_api(ep: Endpoints) -> HttpApi:
+    """The stack's secrets store, with its root token, for the platform applier."""
+    return HttpApi("vault", ep.vault, ep.vault_token())
+
+
 def configure_workload_identity(ep: Endpoints) -> None:
-    """The store trusts workload identities: JWT auth, one role with a templated per-job policy.
+    """The store trusts workload identities: JWT auth, one role with a templated per-job policy
+    (``arbfleet platform apply``'s resources, as production gets them).
 
     With Nomad 1.7+ the keys are Nomad's (its JWKS); with an older Nomad, which signs none, the
     stack's own key (``jwt_signing_key_file``), so the same role and policy are still tested
-    with JWTs shaped like Nomad's. Production does the same through Terraform's platform module.
+    with JWTs shaped like Nomad's.
     """
-    token = ep.vault_token()
-    mounts = http_json(f"{ep.vault}/v1/sys/auth", token=token)
-    if f"{WI_AUTH_PATH}/" not in (mounts or {}):
-        http_json(f"{ep.vault}/v1/sys/auth/{WI_AUTH_PATH}", "POST", {"type": "jwt"}, token)
+    api = vault_api(ep)
+    apply(lambda _service: api, desired.workload_identity(Layout(), workload_identity_keys(ep)))
+
+
+def workload_identity_keys(ep: Endpoints) -> dict[str, Any]:
+    """What the store's JWT auth trusts here: Nomad's JWKS, or the stack's own key."""
     if vault_identity() == "workload_identity":
-        keys: dict[str, Any] = {"jwks_url": f"{ep.nomad}/.well-known/jwks.json"}
-    else:
-        keys = {"jwt_validation_pubkeys": [_jwt_public_key()]}
-    http_json(
-        f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/config",
-        "POST",
-        {**keys, "jwt_supported_algs": ["RS256", "EdDSA"], "default_role": WI_ROLE},
-        token,
-    )
-    accessor = http_json(f"{ep.vault}/v1/sys/auth", token=token)[f"{WI_AUTH_PATH}/"]["accessor"]
-    http_json(
-        f"{ep.vault}/v1/sys/policies/acl/{WI_ROLE}",
-        "PUT",
-        {"policy": workload_policy(accessor)},
-        token,
-    )
-    http_json(
-        f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role/{WI_ROLE}",
-        "POST",
-        {
-            "role_type": "jwt",
-            "bound_audiences": [WI_AUDIENCE],
-            "user_claim": "/nomad_job_id",
-            "user_claim_json_pointer": True,
-            "claim_mappings": {
-                "nomad_namespace": "nomad_namespace",
-                "nomad_job_id": "nomad_job_id",
-                "nomad_task": "nomad_task",
-            },
-            "token_type": "service",
-            "token_policies": [WI_ROLE],
-            "token_period": "30m",
-            "token_explicit_max_ttl": 0,
-        },
-        token,
-    )
+        return {"jwks_url": f"{ep.nomad}/.well-known/jwks.json"}
+    return {"jwt_validation_pubkeys": [_jwt_public_key()]}
 
 
 def _jwt_public_key() -> str:
@@ -872,7 +849,7 @@ def _jwt_public_key() -> str:
     public = subprocess.run(
         ["openssl", "pkey", "-in", str(key), "-pubout"], capture_output=True, check=True
     )
-    return public.stdout.decode()
+    return public.stdout.decode().strip()  # as the store keeps it, so a re-apply finds no change
 
 
 def configure_legacy_integration(ep: Endpoints) -> None:
@@ -881,25 +858,22 @@ def configure_legacy_integration(ep: Endpoints) -> None:
     The role may grant any policy but Nomad's own; a job names its policies (``vault_policies``)
     and ``legacy_vault_policies`` gives the same ones the job's workload-identity role would.
     """
+    role = {
+        "disallowed_policies": [LEGACY_SERVER_POLICY],
+        "orphan": True,
+        "token_period": 72 * 3600,
+        "renewable": True,
+        "token_explicit_max_ttl": 0,
+    }
+    api = vault_api(ep)
+    apply(
+        lambda _service: api,
+        [
+            desired.vault_policy(LEGACY_SERVER_POLICY, legacy_server_policy()),
+            desired.token_role(LEGACY_TOKEN_ROLE, role),
+        ],
+    )
     token = ep.vault_token()
-    http_json(
-        f"{ep.vault}/v1/sys/policies/acl/{LEGACY_SERVER_POLICY}",
-        "PUT",
-        {"policy": legacy_server_policy()},
-        token,
-    )
-    http_json(
-        f"{ep.vault}/v1/auth/token/roles/{LEGACY_TOKEN_ROLE}",
-        "POST",
-        {
-            "disallowed_policies": [LEGACY_SERVER_POLICY],
-            "orphan": True,
-            "token_period": "72h",
-            "renewable": True,
-            "token_explicit_max_ttl": 0,
-        },
-        token,
-    )
     if nomad_server_token_file().exists() and _token_valid(ep, nomad_server_token_file()):
         return
     created = http_json(
@@ -939,34 +913,16 @@ def legacy_vault_policies(job_id: str) -> list[str]:
     the job gets a policy of its own with the same paths for its job id, made here (in any
     namespace: Nomad 1.6's tokens say nothing of the job's namespace either).
     """
-    ep = endpoints()
-    token = ep.vault_token()
+    api = vault_api(endpoints())
     try:
-        listing = http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role", "LIST", token=token)
-    except StackError as exc:
-        if "HTTP 404" not in str(exc):  # 404: no role yet
-            raise
+        listing = api("LIST", f"/v1/auth/{WI_AUTH_PATH}/role")
+    except Absent:  # no role yet
         listing = None
     for role in (listing or {}).get("data", {}).get("keys", []):
-        spec = http_json(f"{ep.vault}/v1/auth/{WI_AUTH_PATH}/role/{role}", token=token)["data"]
+        spec = api("GET", f"/v1/auth/{WI_AUTH_PATH}/role/{role}")["data"]
         if (spec.get("bound_claims") or {}).get("nomad_job_id") == job_id:
             return list(spec["token_policies"])
     name = f"{WI_ROLE}-{job_id}"
-    policy = workload_policy_for(namespace="+", job_id=job_id)
-    http_json(f"{ep.vault}/v1/sys/policies/acl/{name}", "PUT", {"policy": policy}, token)
+    policy = desired.workload_policy_for(namespace="+", job_id=job_id)
+    apply(lambda _service: api, [desired.vault_policy(name, policy)])
     return [name]
-
-
-def workload_policy(accessor: str) -> str:
-    """Each job may read only ``secret/data/<namespace>/<job>/*`` (templated on its claims)."""
-    meta = f"identity.entity.aliases.{accessor}.metadata"
-    return workload_policy_for(
-        namespace=f"{{{{{meta}.nomad_namespace}}}}", job_id=f"{{{{{meta}.nomad_job_id}}}}"
-    )
-
-
-def workload_policy_for(namespace: str, job_id: str) -> str:
-    return "".join(
-        f'path "secret/data/{namespace}/{job_id}{suffix}" {{\n  capabilities = ["read"]\n}}\n'
-        for suffix in ("/*", "")
-    )

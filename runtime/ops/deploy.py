@@ -1,19 +1,24 @@
-"""Submit the jobs of ``infra/nomad/`` and watch them: ``arbfleet deploy`` and ``arbfleet status``.
+"""Submit the jobs of the fleet and watch them: ``arbfleet deploy`` and ``arbfleet status``.
 
-A unit to deploy is a job spec and its vars files for one environment (``infra/nomad/vars/<env>/``):
+A unit to deploy is a job spec and its variables for one environment; the specs and their vars
+files are where the fleet description (``fleet.toml``, runtime/ops/fleet.py) says:
 
-    platform job   <job>.nomad.hcl      vars/<env>/<job>.hcl
-    engine         engine.nomad.hcl     vars/<env>/engine.hcl + vars/<env>/engine/<job>.hcl
+    platform job   <job>.nomad.hcl      vars/<env>/<job>.json
+    engine         engine.nomad.hcl     vars/<env>/engine.json + the deployment's own values,
+                                        derived from its [[deployment]] entry at deploy time
 
-Nomad itself parses the HCL (``POST /v1/jobs/parse`` with the variables as var-file content), the
-job is registered together with its source and variables (so ``nomad job inspect`` and the UI show
-what was submitted), and the deployment is watched until it is successful, failed or auto-reverted.
+Vars files are JSON (HCL's JSON syntax, which ``nomad job run -var-file`` reads too: values are
+literal, no escaping, and ``"//"`` keys are comments), so this module merges them with what it
+derives and hands Nomad one JSON document: no HCL is written here. Nomad itself parses the job
+spec (``POST /v1/jobs/parse`` with the variables as var-file content), the job is registered
+together with its source and variables (so ``nomad job inspect`` and the UI show what was
+submitted), and the deployment is watched until it is successful, failed or auto-reverted.
 
 The vars files hold what differs between environments. Two kinds of value are left to this module,
-because a vars file cannot hold them: the content of repository files (Prometheus, Alertmanager
-and Grafana configs: the parse API refuses ``file()``), and, in the local environment, paths on
-this machine (the stack's host volume, the toolchain, the Python environment) for raw_exec tasks.
-A vars file that sets one of them wins.
+because a vars file cannot hold them: the content of the monitoring configs (Prometheus,
+Alertmanager and Grafana: the parse API refuses ``file()``), and, in the local environment, paths
+on this machine (the stack's host volume, the toolchain, the Python environment, the checkout the
+description is in) for raw_exec tasks. A vars file that sets one of them wins.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -34,23 +39,27 @@ from nomad.api.exceptions import BaseNomadException
 from requests import RequestException
 
 from runtime.core.errors import DeployError, developer_tooling
+from runtime.ops import fleet as fleet_description
+from runtime.ops.fleet import Fleet
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Say = Callable[[str], None]
+Value: TypeAlias = "str | list[Any] | dict[str, Any]"
 
-REPO = Path(__file__).resolve().parents[2]
-NOMAD_DIR = REPO / "infra" / "nomad"
 LOCAL_ENV = "local"
+ENGINE_SPEC = "engine.nomad.hcl"
+ROTATION_JOB = "key-rotation"
 POLL_S = 1.0
 
-# Variables whose value is the content of repository files; a glob gives a map (name -> content).
+# Variables whose value is the content of monitoring configs (paths relative to the fleet's
+# monitoring_dir); a glob gives a map (name -> content).
 FILE_VARIABLES = {
-    "prometheus_config": "monitoring/prometheus/prometheus.yml",
-    "prometheus_rules": "monitoring/prometheus/rules/*.yml",
-    "alertmanager_config": "monitoring/alertmanager/alertmanager.yml",
-    "grafana_datasources": "monitoring/grafana/provisioning/datasources/arbfleet.yml",
-    "grafana_dashboard_providers": "monitoring/grafana/provisioning/dashboards/arbfleet.yml",
-    "grafana_dashboards": "monitoring/grafana/dashboards/*.json",
+    "prometheus_config": "prometheus/prometheus.yml",
+    "prometheus_rules": "prometheus/rules/*.yml",
+    "alertmanager_config": "alertmanager/alertmanager.yml",
+    "grafana_datasources": "grafana/provisioning/datasources/arbfleet.yml",
+    "grafana_dashboard_providers": "grafana/provisioning/dashboards/arbfleet.yml",
+    "grafana_dashboards": "grafana/dashboards/*.json",
 }
 
 
@@ -59,50 +68,71 @@ FILE_VARIABLES = {
 
 @dataclass(frozen=True)
 class Unit:
-    """A job spec and the vars files that configure it for one environment."""
+    """A job spec and what configures it for one environment: its vars files, and an engine
+    deployment's own values (from the fleet description)."""
 
     name: str
     env: str
     spec: Path
     var_files: tuple[Path, ...]
+    values: Mapping[str, Value] = field(default_factory=dict)
+    fleet_root: Path = field(default_factory=lambda: fleet_description.default().root)
+    """The directory of the fleet description: the monitoring configs and, locally, the source
+    the engine runs from."""
+    monitoring: Path = field(default_factory=lambda: fleet_description.default().monitoring_path)
 
 
-def environments() -> list[str]:
-    return sorted(p.name for p in (NOMAD_DIR / "vars").iterdir() if p.is_dir())
+def environments(fleet: Fleet | None = None) -> list[str]:
+    return sorted((fleet or fleet_description.default()).environments)
 
 
-def unit(name: str, env: str) -> Unit:
+def unit(name: str, env: str, fleet: Fleet | None = None) -> Unit:
     """The unit ``name`` names in ``env``: a platform job, or an engine deployment."""
-    vars_dir = NOMAD_DIR / "vars" / env
-    if not vars_dir.is_dir():
-        raise DeployError(f"unknown environment {env!r}: one of {', '.join(environments())}")
-    spec = NOMAD_DIR / f"{name}.nomad.hcl"
-    if name != "engine" and spec.is_file():
-        return Unit(name, env, spec, (vars_dir / f"{name}.hcl",))
-    deployment = vars_dir / "engine" / f"{name}.hcl"
-    if deployment.is_file():
-        return Unit(
-            name, env, NOMAD_DIR / "engine.nomad.hcl", (vars_dir / "engine.hcl", deployment)
-        )
+    fleet = fleet or fleet_description.default()
+    nomad_dir = fleet.nomad_path
+    vars_dir = nomad_dir / "vars" / env
+    if env not in fleet.environments:
+        raise DeployError(f"unknown environment {env!r}: one of {', '.join(environments(fleet))}")
+    root, monitoring = fleet.root, fleet.monitoring_path
+    spec = nomad_dir / f"{name}.nomad.hcl"
+    if spec.name != ENGINE_SPEC and spec.is_file():
+        var_files = (vars_dir / f"{name}.json",)
+        values = fleet_variables(fleet, env, name, var_files)
+        return Unit(name, env, spec, var_files, values, root, monitoring)
+    deployment = fleet.deployment_of(env, name)
+    if deployment is not None:
+        engine, values = (vars_dir / "engine.json",), deployment.variables()
+        return Unit(name, env, nomad_dir / ENGINE_SPEC, engine, values, root, monitoring)
     raise DeployError(
-        f"{name!r} is neither a job ({NOMAD_DIR}/{name}.nomad.hcl) nor an engine deployment "
-        f"of {env} ({deployment})"
+        f"{name!r} is neither a job ({nomad_dir}/{name}.nomad.hcl) nor an engine deployment "
+        f"of {env} in {fleet.source}"
     )
 
 
-def units(env: str) -> list[Unit]:
+def units(env: str, fleet: Fleet | None = None) -> list[Unit]:
     """Every platform job and every engine deployment of ``env``."""
-    jobs = sorted(p.name.removesuffix(".nomad.hcl") for p in NOMAD_DIR.glob("*.nomad.hcl"))
-    deployments = sorted(p.stem for p in (NOMAD_DIR / "vars" / env / "engine").glob("*.hcl"))
-    return [unit(name, env) for name in jobs if name != "engine"] + [
-        unit(d, env) for d in deployments
-    ]
+    fleet = fleet or fleet_description.default()
+    specs = sorted(p.name.removesuffix(".nomad.hcl") for p in fleet.nomad_path.glob("*.nomad.hcl"))
+    jobs = [unit(name, env, fleet) for name in specs if f"{name}.nomad.hcl" != ENGINE_SPEC]
+    return jobs + [unit(d.job, env, fleet) for d in fleet.deployments(env)]
 
 
 # --- variables -------------------------------------------------------------------------------
 
 
-def host_variables() -> dict[str, str]:
+def fleet_variables(
+    fleet: Fleet, env: str, job: str, var_files: tuple[Path, ...]
+) -> dict[str, Value]:
+    """A platform job's variables that the fleet description decides: the key rotation job
+    rotates the accounts of the environment's deployments (unless its vars file names others,
+    as the local one names a simulator account)."""
+    if job != ROTATION_JOB or any("accounts" in assigned_variables(f) for f in var_files):
+        return {}
+    accounts = sorted({(v, a) for d in fleet.deployments(env) for v, a in d.accounts.items()})
+    return {"accounts": [{"venue": v, "account": a} for v, a in accounts]}
+
+
+def host_variables(u: Unit) -> dict[str, str]:
     """Paths on this machine that the local environment's raw_exec tasks use."""
     with developer_tooling():  # the local environment is the checkout's stack
         from runtime.devstack import stack, toolchain
@@ -110,7 +140,7 @@ def host_variables() -> dict[str, str]:
         "host_volume_path": str(stack.state_dir() / "volumes"),
         "toolchain_bin": str(toolchain.bin_dir()),
         "venv": sys.prefix,
-        "source_dir": str(REPO),
+        "source_dir": str(u.fleet_root),
     }
 
 
@@ -126,64 +156,57 @@ def _local_vault_variables(job_id: str, wanted: set[str]) -> dict[str, str | lis
     return values
 
 
-def file_variable(pattern: str) -> str | dict[str, str]:
+def file_variable(directory: Path, pattern: str) -> str | dict[str, str]:
     if "*" not in pattern:
-        return (REPO / pattern).read_text()
-    return {path.name: path.read_text() for path in sorted(REPO.glob(pattern))}
+        return (directory / pattern).read_text()
+    return {path.name: path.read_text() for path in sorted(directory.glob(pattern))}
 
 
 def declared_variables(spec: Path) -> set[str]:
     return set(re.findall(r'^variable\s+"([^"]+)"', spec.read_text(), re.MULTILINE))
 
 
+def var_file_values(var_file: Path) -> dict[str, Any]:
+    """A JSON vars file's values (its ``"//"`` comments left out, as Nomad leaves them)."""
+    try:
+        document = json.loads(var_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise DeployError(f"{var_file}: not JSON: {exc}") from None
+    return {name: value for name, value in document.items() if name != "//"}
+
+
 def assigned_variables(var_file: Path) -> set[str]:
-    # Vars files are flat assignments; nested object lines are indented, so column 0 is enough.
-    return set(re.findall(r"^([A-Za-z_][A-Za-z0-9_-]*)\s*=", var_file.read_text(), re.MULTILINE))
+    return set(var_file_values(var_file))
 
 
-def generated_variables(u: Unit) -> str:
-    """Var-file content for what the unit's job declares and its vars files leave to us."""
-    wanted = declared_variables(u.spec) - set().union(*map(assigned_variables, u.var_files))
-    values: dict[str, str | list[str] | dict[str, str]] = {
-        name: file_variable(pattern) for name, pattern in FILE_VARIABLES.items() if name in wanted
+def generated_variables(u: Unit) -> dict[str, Value]:
+    """What the unit's job declares and its vars files and the fleet's values leave to us."""
+    assigned = set(u.values).union(*map(assigned_variables, u.var_files))
+    wanted = declared_variables(u.spec) - assigned
+    values: dict[str, Value] = {
+        name: file_variable(u.monitoring, pattern)
+        for name, pattern in FILE_VARIABLES.items()
+        if name in wanted
     }
     if u.env == LOCAL_ENV:
-        values.update({k: v for k, v in host_variables().items() if k in wanted})
+        values.update({k: v for k, v in host_variables(u).items() if k in wanted})
         values.update(_local_vault_variables(u.name, wanted))
-    return "".join(f"{name} = {hcl_value(value)}\n" for name, value in sorted(values.items()))
+    return values
+
+
+def variable_values(u: Unit) -> dict[str, Any]:
+    """Every variable Nomad gets besides the job spec: the vars files in order (a later one
+    wins, as with the CLI's -var-file), the fleet's values, what is generated."""
+    values: dict[str, Any] = {}
+    for path in u.var_files:
+        values.update(var_file_values(path))
+    return {**values, **u.values, **generated_variables(u)}
 
 
 def variables(u: Unit) -> str:
-    """Everything Nomad needs besides the job spec, as one var-file content (so the unit's vars
-    files must not set a variable twice: unlike the CLI's -var-file, a later one cannot win)."""
-    return "\n".join(path.read_text() for path in u.var_files) + "\n" + generated_variables(u)
-
-
-def hcl_value(value: str | list[str] | dict[str, str]) -> str:
-    if isinstance(value, str):
-        return hcl_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(map(hcl_string, value)) + "]"
-    return "{\n" + "".join(f"  {hcl_string(k)} = {hcl_string(v)}\n" for k, v in value.items()) + "}"
-
-
-def hcl_string(text: str) -> str:
-    """A quoted HCL string whose value is exactly ``text`` (``${`` and ``%{`` are not templates)."""
-    escaped = []
-    for char in text:
-        if char in '\\"':
-            escaped.append("\\" + char)
-        elif char == "\n":
-            escaped.append("\\n")
-        elif char == "\t":
-            escaped.append("\\t")
-        elif char == "\r":
-            escaped.append("\\r")
-        elif ord(char) < 0x20:
-            escaped.append(f"\\u{ord(char):04x}")
-        else:
-            escaped.append(char)
-    return '"' + "".join(escaped).replace("${", "$${").replace("%{", "%%{") + '"'
+    """``variable_values`` as one var-file content (JSON: Nomad takes a document that starts
+    with ``{`` as JSON)."""
+    return json.dumps(variable_values(u), indent=2, ensure_ascii=False)
 
 
 # --- Nomad -----------------------------------------------------------------------------------
@@ -430,15 +453,24 @@ def add_deploy(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "name",
-        help="a job (redis, timescaledb, ...) or an engine deployment "
-        "(infra/nomad/vars/<env>/engine/<name>.hcl)",
+        help="a job (redis, timescaledb, ...) or an engine deployment (its job id, "
+        "<strategy>-<name>, in the fleet description)",
     )
     parser.add_argument("--env", default=LOCAL_ENV, help="which vars files (default: local)")
+    add_fleet_argument(parser)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds (default: 300)")
     parser.add_argument(
         "--plan", action="store_true", help="show what would change; submit nothing"
     )
     parser.set_defaults(handler=_deploy)
+
+
+def add_fleet_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fleet",
+        type=Path,
+        help=f"the fleet description (default: ${fleet_description.FLEET_ENV} or ./fleet.toml)",
+    )
 
 
 def add_status(subparsers: Subparsers) -> None:
@@ -449,7 +481,7 @@ def add_status(subparsers: Subparsers) -> None:
 
 def _deploy(args: argparse.Namespace) -> int:
     api = client()
-    u = unit(args.name, args.env)
+    u = unit(args.name, args.env, fleet_description.load(args.fleet))
     if args.plan:
         planned = plan(api, render(api, u))
         updates = (planned.get("Annotations") or {}).get("DesiredTGUpdates") or {}

@@ -29,8 +29,15 @@ OPERATOR_ACTION_EXIT = 3
 def add_secrets(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("secrets", help="Vault layout and exchange key rotation")
     commands = parser.add_subparsers(dest="secrets_command", required=True)
-    apply = commands.add_parser("apply", help="apply secrets/vault.toml and the policies")
-    apply.add_argument("--layout", type=Path, help="layout file (default secrets/vault.toml)")
+    apply = commands.add_parser(
+        "apply", help="the secrets-store layout of an environment of the fleet description"
+    )
+    apply.add_argument("--env", default="local", help="default: local")
+    apply.add_argument(
+        "--fleet",
+        type=Path,
+        help="the fleet description (default: $ARBFLEET_FLEET or ./fleet.toml)",
+    )
     apply.add_argument(
         "--database-admin-dsn-file", type=Path,
         help="also configure the database secrets engine with this admin DSN",
@@ -65,7 +72,7 @@ def add_secrets(subparsers: Subparsers) -> None:
 def _account_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("venue")
     parser.add_argument("account")
-    parser.add_argument("--mount", help="KV mount (default from secrets/vault.toml)")
+    parser.add_argument("--mount", help="KV mount (default: the layout's, exchanges)")
 
 
 def _session() -> VaultSession:
@@ -98,9 +105,10 @@ def _exchange_keys(args: argparse.Namespace) -> ExchangeKeys:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from runtime.platform.vault import Layout, apply_layout
+    from runtime.ops import fleet
+    from runtime.ops.platform.cli import apply_layout, layout_for
 
-    layout = Layout.load(args.layout) if args.layout else Layout.load()
+    layout = layout_for(fleet.load(args.fleet), args.env)
     session = _session()
     session.call("apply layout", lambda client: apply_layout(client, layout))
     if args.database_admin_dsn_file is not None:

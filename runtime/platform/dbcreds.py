@@ -34,7 +34,7 @@ import hvac
 from runtime.core.errors import PersistenceError, VaultUnavailableError
 from runtime.core.logging import logger, register_secret
 from runtime.core.retry import Backoff
-from runtime.platform.vault import SECRETS_DIR, Layout, VaultSession, vault_backoff
+from runtime.platform.vault import Layout, VaultSession, package_text, vault_backoff
 
 VAULT_USER: Final = "arbfleet_vault"
 OnNewCredentials = Callable[[str], Awaitable[None]]
@@ -43,7 +43,7 @@ OnNewCredentials = Callable[[str], Awaitable[None]]
 
 
 def _statements(name: str) -> list[str]:
-    text = (SECRETS_DIR / "database" / name).read_text()
+    text = package_text("database", name)
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -53,7 +53,7 @@ async def bootstrap_roles(admin_dsn: str) -> str:
     register_secret(password)
     connection = await asyncpg.connect(admin_dsn)
     try:
-        await connection.execute((SECRETS_DIR / "database" / "roles.sql").read_text())
+        await connection.execute(package_text("database", "roles.sql"))
         await connection.execute(f"ALTER ROLE {VAULT_USER} PASSWORD '{password}'")
     finally:
         await connection.close()

@@ -1,10 +1,12 @@
 """Vault: the layout of ``secrets/`` applied by code, exchange keys in KV v2, and the engine's
 key provider that swaps keys without a restart.
 
-Layout (``secrets/vault.toml``, ``secrets/README.md``): a KV v2 mount (``exchanges/``) with one
-entry per exchange account, ``<venue>/<account>``, whose versions are the account's keys; one
-policy and one JWT auth role per strategy deployment, reading only its own accounts; one policy
-for key rotation. ``apply_layout`` makes Vault match it and can run any number of times.
+Layout (``secrets/README.md``): a KV v2 mount (``exchanges/``) with one entry per exchange
+account, ``<venue>/<account>``, whose versions are the account's keys; one policy and one JWT
+auth role per strategy deployment of the fleet description (``fleet.toml``), reading only its
+own accounts; one policy for key rotation. The policies' templates are package data
+(``runtime/platform/policies/``); ``arbfleet platform apply`` (runtime/ops/platform) makes the
+secrets store match the layout.
 
 The key provider (``KeyProvider``) reads the key versions of an engine's accounts and polls
 their KV *metadata* (no secret on the wire) every ``poll_interval_s``; SIGHUP (a Nomad template
@@ -25,9 +27,9 @@ import datetime
 import hashlib
 import string
 import time
-import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -39,7 +41,6 @@ from runtime.core.logging import logger, register_secret
 from runtime.core.retry import Backoff
 from runtime.core.venue import Credentials
 
-SECRETS_DIR: Final = Path(__file__).resolve().parents[2] / "secrets"
 ROTATION_POLICY: Final = "key-rotation"
 MANAGEMENT_ENTRY: Final = "_management"
 """``<mount>/<venue>/_management``: the venue's key management API (url, token); rotation only."""
@@ -51,14 +52,22 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Layout:
-    """What ``secrets/vault.toml`` asks of Vault; ``prefix`` namespaces policy and role names."""
+    """What the secrets store holds for Arbfleet (secrets/README.md says why each setting);
+    ``deployments`` come from the fleet description, ``prefix`` namespaces policy and role
+    names."""
 
     kv_mount: str = "exchanges"
+    # Rotation needs the previous version (to revoke its key at the venue) and a few for audit.
     max_versions: int = 10
+    # Every write must say which version it replaces: two rotations can never both "win".
     cas_required: bool = True
+    # Nomad workload identity: the JWT auth mount and the audience Nomad signs identities for.
     jwt_auth_mount: str = "jwt-nomad"
     jwt_audience: str = "vault.io"
+    # The periodic key rotation job (infra/nomad/key-rotation.nomad.hcl): its role gets the
+    # rotation policy.
     rotation_job: str = "key-rotation"
+    # PostgreSQL credentials for the engines' writers: dynamic roles (secrets/README.md).
     db_mount: str = "database"
     db_connection: str = "arbfleet-postgres"
     db_role: str = "arbfleet-engine"
@@ -69,26 +78,9 @@ class Layout:
     prefix: str = "arbfleet"
 
     @classmethod
-    def load(cls, path: Path = SECRETS_DIR / "vault.toml", **overrides: Any) -> Layout:
-        document = tomllib.loads(path.read_text())
-        kv, jwt, db = document["kv"], document["jwt"], document["database"]
-        layout = cls(
-            kv_mount=kv["mount"],
-            max_versions=kv["max_versions"],
-            cas_required=kv["cas_required"],
-            jwt_auth_mount=jwt["auth_mount"],
-            jwt_audience=jwt["audience"],
-            rotation_job=jwt["rotation_job"],
-            db_mount=db["mount"],
-            db_connection=db["connection"],
-            db_role=db["role"],
-            db_default_ttl=db["default_ttl"],
-            db_max_ttl=db["max_ttl"],
-            deployments={
-                name: dict(spec["accounts"]) for name, spec in document["deployments"].items()
-            },
-        )
-        return replace(layout, **overrides)
+    def load(cls, **overrides: Any) -> Layout:
+        """The layout with ``overrides`` (``deployments``: the fleet's, ``Fleet.accounts``)."""
+        return cls(**overrides)
 
     def deployment_policy_name(self, deployment: str) -> str:
         return f"{self.prefix}-deployment-{deployment}"
@@ -101,8 +93,14 @@ class Layout:
         return f"{self.prefix}-{deployment}"
 
 
+def package_text(*parts: str) -> str:
+    """A file shipped with this package (policies/, database/): the engine's image has no
+    checkout."""
+    return resources.files(__package__).joinpath(*parts).read_text()
+
+
 def _template(name: str) -> string.Template:
-    return string.Template((SECRETS_DIR / "policies" / name).read_text())
+    return string.Template(package_text("policies", name))
 
 
 def deployment_policy(layout: Layout, deployment: str) -> str:
@@ -119,62 +117,6 @@ def deployment_policy(layout: Layout, deployment: str) -> str:
 
 def rotation_policy(layout: Layout) -> str:
     return _template("key-rotation.hcl.tmpl").substitute(kv_mount=layout.kv_mount)
-
-
-def apply_layout(client: hvac.Client, layout: Layout) -> None:
-    """Make Vault match ``layout``: the KV mount and its config, the policies, the JWT roles.
-
-    Idempotent: every call writes the whole desired state; an existing mount of another type is
-    refused rather than replaced.
-    """
-    mounts = client.sys.list_mounted_secrets_engines()["data"]
-    existing = mounts.get(f"{layout.kv_mount}/")
-    if existing is None:
-        client.sys.enable_secrets_engine("kv", path=layout.kv_mount, options={"version": "2"})
-    elif existing["type"] != "kv" or (existing.get("options") or {}).get("version") != "2":
-        raise VaultUnavailableError(
-            f"mount {layout.kv_mount}/ exists and is not KV version 2", reason="error"
-        )
-    client.secrets.kv.v2.configure(
-        max_versions=layout.max_versions,
-        cas_required=layout.cas_required,
-        mount_point=layout.kv_mount,
-    )
-    client.sys.create_or_update_policy(layout.rotation_policy_name, rotation_policy(layout))
-    for deployment in layout.deployments:
-        client.sys.create_or_update_policy(
-            layout.deployment_policy_name(deployment), deployment_policy(layout, deployment)
-        )
-    if f"{layout.jwt_auth_mount}/" in client.sys.list_auth_methods()["data"]:
-        for deployment in layout.deployments:
-            _apply_jwt_role(client, layout, deployment, layout.deployment_policy_name(deployment))
-        _apply_jwt_role(client, layout, layout.rotation_job, layout.rotation_policy_name)
-    logger.info(
-        f"vault layout applied: mount {layout.kv_mount}/, {len(layout.deployments)} deployments"
-    )
-
-
-def _apply_jwt_role(client: hvac.Client, layout: Layout, job: str, policy: str) -> None:
-    """Nomad workload identity: a task of ``job`` (any namespace) logs in to this role and gets
-    exactly ``policy``."""
-    client.auth.jwt.create_role(
-        name=layout.jwt_role_name(job),
-        role_type="jwt",
-        user_claim="/nomad_job_id",
-        user_claim_json_pointer=True,
-        allowed_redirect_uris=[],
-        bound_audiences=[layout.jwt_audience],
-        bound_claims={"nomad_job_id": job},
-        claim_mappings={
-            "nomad_namespace": "nomad_namespace",
-            "nomad_job_id": "nomad_job_id",
-            "nomad_task": "nomad_task",
-        },
-        token_type="service",  # noqa: S106 - a token kind, not a token
-        token_policies=[policy],
-        token_period="30m",  # noqa: S106 - a period, not a token
-        path=layout.jwt_auth_mount,
-    )
 
 
 # --- talking to Vault --------------------------------------------------------------------------

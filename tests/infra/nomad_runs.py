@@ -4,7 +4,9 @@ with the local vars files and what ``runtime.ops.deploy`` fills in, then waiting
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from tests.stack_plugin import Consul, wait_for
 if TYPE_CHECKING:
     from tests.infra.nomad_fixtures import Nomad
 
-LEGACY_NOMAD_VARS = Path(__file__).parent / "fixtures" / "legacy-nomad.vars.hcl"
+LEGACY_NOMAD_VARS = Path(__file__).parent / "fixtures" / "legacy-nomad.vars.json"
 
 
 def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
@@ -30,13 +32,14 @@ def for_this_nomad(u: deploy.Unit) -> deploy.Unit:
         return u  # the local env's generation is filled in by runtime.ops.deploy
     if stack.vault_identity() == "workload_identity":
         return u
-    return deploy.Unit(u.name, u.env, u.spec, (*u.var_files, LEGACY_NOMAD_VARS))
+    return replace(u, var_files=(*u.var_files, LEGACY_NOMAD_VARS))
 
 
 def cli_var_files(u: deploy.Unit, tmp_path: Path) -> list[str]:
-    """-var-file flags: the unit's vars files as they are, and what ``runtime.ops.deploy`` fills in."""
-    generated = tmp_path / f"{u.env}-{u.name}.generated.hcl"
-    generated.write_text(deploy.generated_variables(u))
+    """-var-file flags: the unit's vars files as they are, and what ``runtime.ops.deploy`` fills in
+    (the fleet description's values and the generated ones)."""
+    generated = tmp_path / f"{u.env}-{u.name}.generated.json"
+    generated.write_text(json.dumps({**u.values, **deploy.generated_variables(u)}))
     return [f"-var-file={path}" for path in (*u.var_files, generated)]
 
 

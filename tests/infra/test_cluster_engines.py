@@ -29,6 +29,7 @@ from runtime.devstack import cluster, netns
 from runtime.devstack import cluster_engines as ce
 from runtime.devstack.simulator.background import SimulatorThread
 from runtime.devstack.simulator.server import SimulatorConfig
+from runtime.ops.platform import desired
 from tests.nomad_identity import nomad_identity
 
 DEPLOYMENT = "acl"
@@ -159,13 +160,13 @@ def consul_identity(
     return nomad_identity(job, key, task=task, audience=audience, identity="consul_default")
 
 
-def test_the_auth_method_is_the_one_terraform_applies(signing_key: str) -> None:
+def test_the_auth_method_is_the_one_the_platform_applier_applies(signing_key: str) -> None:
     method = ce.consul(f"/v1/acl/auth-method/{ce.definitions()['auth_method']['name']}")
     assert method["Config"]["BoundAudiences"] == ["consul.io"]
     (rule,) = ce.consul(f"/v1/acl/binding-rules?authmethod={method['Name']}")
     assert (rule["BindType"], rule["BindName"]) == ("role", "arbfleet-engine-${value.nomad_job_id}")
-    tf = (ce.REPO / "infra/terraform/modules/platform/main.tf").read_text()
-    assert 'jsondecode(file("${path.module}/consul/engine-acl.json"))' in tf
+    # One definition: the cluster's come from the applier production runs (no Terraform copy).
+    assert ce.definitions() is desired.engine_acl()
 
 
 def test_a_deployments_engine_identity_gets_its_role_and_takes_its_own_lock(

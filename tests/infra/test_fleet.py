@@ -20,7 +20,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -241,15 +241,14 @@ def test_a_broken_version_is_reverted_and_the_running_engine_never_stops(
     before = engine_allocation(running)
     restarts = engine_restarts(running, before["ID"])
     base = next(u for u in running.units if u.name == ENGINE_DEPLOYMENT)
-    broken = tmp_path / base.var_files[1].name
-    text = base.var_files[1].read_text()
+    text = str(base.values["engine_config"])
     assert 'plugin = "cross_exchange"' in text
     # A plugin that does not exist: the engine exits at start, its config rejected.
-    broken.write_text(text.replace('plugin = "cross_exchange"', 'plugin = "no_such_plugin"'))
+    broken = text.replace('plugin = "cross_exchange"', 'plugin = "no_such_plugin"')
     ticks_before = count(running, "ticks")
 
     outcome = deploy.deploy(
-        running.api, deploy.Unit(base.name, base.env, base.spec, (base.var_files[0], broken))
+        running.api, replace(base, values={**base.values, "engine_config": broken})
     )
 
     assert outcome.status == "reverted", outcome

@@ -31,6 +31,8 @@ import runtime
 from runtime.config import load_config
 from runtime.devstack import stack, toolchain
 from runtime.ops import deploy
+from runtime.ops import fleet as fleet_description
+from runtime.ops.platform.cli import layout_for
 from tests.infra.nomad_runs import (
     LEGACY_NOMAD_VARS,
     cli_var_files,
@@ -50,8 +52,10 @@ pytest_plugins = ["tests.infra.nomad_fixtures"]
 ALL_UNITS = [for_this_nomad(u) for env in deploy.environments() for u in deploy.units(env)]
 LOCAL_UNITS = deploy.units(deploy.LOCAL_ENV)
 ENGINE_UNITS = [u for u in ALL_UNITS if u.spec.name == "engine.nomad.hcl"]
-HCL_FILES = sorted(deploy.NOMAD_DIR.rglob("*.hcl"))
-JOBS = sorted(p.name.removesuffix(".nomad.hcl") for p in deploy.NOMAD_DIR.glob("*.nomad.hcl"))
+FLEET = fleet_description.default()
+NOMAD_DIR = FLEET.nomad_path
+HCL_FILES = sorted(NOMAD_DIR.rglob("*.hcl"))
+JOBS = sorted(p.name.removesuffix(".nomad.hcl") for p in NOMAD_DIR.glob("*.nomad.hcl"))
 ENGINE_IMAGE = "ghcr.io/arbfleet/arbfleet"
 
 
@@ -62,7 +66,7 @@ def unit_id(u: deploy.Unit) -> str:
 # --- static checks -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", HCL_FILES, ids=lambda p: str(p.relative_to(deploy.NOMAD_DIR)))
+@pytest.mark.parametrize("path", HCL_FILES, ids=lambda p: str(p.relative_to(NOMAD_DIR)))
 def test_formatted(nomad_cli: Nomad, path: Path) -> None:
     proc = nomad_cli("fmt", "-check", str(path), check=False)
     assert proc.returncode == 0, f"{path} is not formatted (run `nomad fmt {path}`):\n{proc.stdout}"
@@ -153,7 +157,7 @@ def test_specs_follow_current_nomads_schema(job: str) -> None:
     """What production parses with current Nomad, which the stack's 1.6.1 cannot check: every
     attribute of these blocks, dynamic ones included, is one current Nomad knows."""
     schema = current_nomad_schema()
-    tree = hcl2.loads((deploy.NOMAD_DIR / f"{job}.nomad.hcl").read_text())
+    tree = hcl2.loads((NOMAD_DIR / f"{job}.nomad.hcl").read_text())
     for kind, known in schema.items():
         for body in blocks_of(tree["job"], kind):
             unknown = attributes(body) - known
@@ -162,7 +166,7 @@ def test_specs_follow_current_nomads_schema(job: str) -> None:
 
 @pytest.mark.parametrize("job", JOBS)
 def test_every_variable_is_typed_and_described(job: str) -> None:
-    spec = deploy.NOMAD_DIR / f"{job}.nomad.hcl"
+    spec = NOMAD_DIR / f"{job}.nomad.hcl"
     blocks = re.findall(r'^variable "([^"]+)" \{\n(.*?)^\}', spec.read_text(), re.M | re.S)
     assert {name for name, _ in blocks} == deploy.declared_variables(spec)
     for name, body in blocks:
@@ -200,14 +204,14 @@ def test_production_uses_docker_images(nomad_api: nomad.Nomad, u: deploy.Unit) -
 def test_file_variables_survive_the_templates() -> None:
     # The files are rendered with the delimiters <% %>: content containing them would be mangled.
     for pattern in deploy.FILE_VARIABLES.values():
-        paths = list(deploy.REPO.glob(pattern))
+        paths = list(FLEET.monitoring_path.glob(pattern))
         assert paths, f"no file matches {pattern}"
         for path in paths:
             text = path.read_text()
             assert "<%" not in text and "%>" not in text, f"{path} contains a template delimiter"
 
 
-def test_hcl_string_round_trips_through_nomad(nomad_api: nomad.Nomad, tmp_path: Path) -> None:
+def test_json_variables_round_trip_through_nomad(nomad_api: nomad.Nomad, tmp_path: Path) -> None:
     tricky = 'a "quote" \\ back\nline\ttab ${X} $${Y} %{ if } %%{ z } {{ .Labels }} é\x01'
     spec = tmp_path / "echo.nomad.hcl"
     spec.write_text(
@@ -216,8 +220,8 @@ def test_hcl_string_round_trips_through_nomad(nomad_api: nomad.Nomad, tmp_path: 
         '      driver = "raw_exec"\n      config {\n        command = "/bin/true"\n'
         "      }\n    }\n  }\n}\n"
     )
-    (tmp_path / "vars").write_text(f"text = {deploy.hcl_string(tricky)}\n")
-    u = deploy.Unit("echo", "test", spec, (tmp_path / "vars",))
+    (tmp_path / "vars.json").write_text(json.dumps({"//": "a comment", "text": tricky}))
+    u = deploy.Unit("echo", "test", spec, (tmp_path / "vars.json",))
     assert deploy.render(nomad_api, u)["Meta"]["text"] == tricky
 
 
@@ -233,7 +237,7 @@ def engine_service(job: dict[str, Any]) -> dict[str, Any]:
 def test_engine_service_carries_what_prometheus_relabels(
     nomad_api: nomad.Nomad, u: deploy.Unit
 ) -> None:
-    config = (deploy.REPO / "monitoring/prometheus/prometheus.yml").read_text()
+    config = (FLEET.monitoring_path / "prometheus/prometheus.yml").read_text()
     engine_job = config.split("- job_name: arbfleet-engine", 1)[1].split("- job_name:", 1)[0]
     relabelled = set(re.findall(r"__meta_consul_service_metadata_(\w+)", engine_job))
     assert relabelled == {"deployment", "strategy", "mode", "venues"}
@@ -323,20 +327,20 @@ def test_engine_config_and_environment_load(
 
 @pytest.mark.parametrize("u", [u for u in ENGINE_UNITS if u.env != deploy.LOCAL_ENV], ids=unit_id)
 def test_engine_accounts_match_the_vault_layout(nomad_api: nomad.Nomad, u: deploy.Unit) -> None:
-    # `arbfleet secrets apply` creates the role arbfleet-<job> from secrets/vault.toml: a
+    # `arbfleet platform apply` creates the role arbfleet-<job> from the fleet description: a
     # deployment missing there, or trading other accounts, could not read its keys.
-    layout = tomllib.loads((deploy.REPO / "secrets/vault.toml").read_text())
+    layout = layout_for(FLEET, u.env)
     job = deploy.render(nomad_api, u)
     env = job["TaskGroups"][0]["Tasks"][0]["Env"]
     prefix = "ARBFLEET_VAULT__ACCOUNTS__"
     accounts = {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)}
-    assert layout["deployments"][job["ID"]]["accounts"] == accounts
-    assert env["ARBFLEET_VAULT__KV_MOUNT"] == layout["kv"]["mount"]
+    assert layout.deployments[job["ID"]] == accounts
+    assert env["ARBFLEET_VAULT__KV_MOUNT"] == layout.kv_mount
 
 
 def test_key_rotation_covers_every_production_account(nomad_api: nomad.Nomad) -> None:
-    layout = tomllib.loads((deploy.REPO / "secrets/vault.toml").read_text())
-    traded = {(v, a) for d in layout["deployments"].values() for v, a in d["accounts"].items()}
+    layout = layout_for(FLEET, "production")
+    traded = {(v, a) for accounts in layout.deployments.values() for v, a in accounts.items()}
     job = deploy.render(nomad_api, deploy.unit("key-rotation", "production"))
     rotated = {tuple(t["Config"]["args"][2:4]) for t in job["TaskGroups"][0]["Tasks"]}
     assert rotated == traded
@@ -436,7 +440,7 @@ def test_prometheus_runs(
     groups = requests.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
     expected = sum(
         len(re.findall(r"^  - name:", p.read_text(), re.MULTILINE))
-        for p in deploy.REPO.glob(deploy.FILE_VARIABLES["prometheus_rules"])
+        for p in FLEET.monitoring_path.glob(deploy.FILE_VARIABLES["prometheus_rules"])
     )
     assert len(groups) == expected > 0
     # Consul service discovery works: Prometheus found itself through its `prometheus` tag.

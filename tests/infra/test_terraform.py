@@ -1,9 +1,9 @@
 """infra/terraform/ with the toolchain's OpenTofu (``toolchain.terraform_program()``: ``tofu``, or a
 Terraform 1.10+ with ``ARBFLEET_TERRAFORM=terraform``) and the offline provider mirror:
-formatting, validation of every directory whose providers this machine has, the modules'
-``tofu test`` files (the cluster module's with a mocked Hetzner provider), the production
-deployments against secrets/vault.toml, and the cloud-init bootstrap applied to a scratch root
-with the toolchain's agent binaries.
+formatting, validation of every directory (each needs only providers this machine has), the
+modules' ``tofu test`` files (the cluster module's with a mocked Hetzner provider), and the
+cloud-init bootstrap applied to a scratch root with the toolchain's agent binaries. Terraform
+provisions servers only: platform state is the platform applier's (docs/adr/0005).
 
 Our HCL is written for Terraform 1.10+ and OpenTofu 1.10+; only OpenTofu runs here, so what
 Terraform alone would reject is kept out by a check of the sources (constructs only one of the
@@ -20,15 +20,12 @@ import json
 import re
 import shutil
 import subprocess
-import tomllib
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runtime.devstack import cloudinit, toolchain
-from runtime.platform import vault
 from tests.infra import cloud_init_root as cir
 
 TF_ROOT = cir.REPO / "infra" / "terraform"
@@ -37,13 +34,9 @@ TF_ROOT = cir.REPO / "infra" / "terraform"
 # modules; nomad, consul and vault are download-only.
 OFFLINE_PROVIDERS = {"hetznercloud/hcloud", "terraform.io/builtin/terraform"}
 # Directories with a versions.tf that cannot be validated here, because they need a provider
-# the mirror lacks. Written out so the list cannot grow unnoticed; CI with internet validates them.
-NOT_VALIDATED = {
-    "envs/local",
-    "envs/production/platform",
-    "modules/platform",
-    "modules/platform/examples/basic",
-}
+# the mirror lacks. Written out so the list cannot grow unnoticed: none since the platform module
+# went (docs/adr/0005).
+NOT_VALIDATED: set[str] = set()
 # The configurations tests/integration/test_stack.py applies against the local stack.
 INTEGRATION_CONFIGS = sorted(
     p.parent for p in (cir.REPO / "tests/integration/terraform").glob("*/main.tf")
@@ -115,10 +108,8 @@ def test_discovery_finds_the_offline_directories() -> None:
         "modules/cluster",
         "modules/cluster/examples/basic",
         "modules/cluster/modules/cloud-init",
-        "modules/platform/modules/nomad-job-vars",
-        "modules/platform/modules/vault-policies",
     } <= set(VALIDATED)
-    assert TESTED == ["modules/cluster", "modules/platform/modules/nomad-job-vars"]
+    assert TESTED == ["modules/cluster"]
 
 
 def test_runs_opentofu_at_the_pin_unless_told_otherwise() -> None:
@@ -168,7 +159,7 @@ def test_no_construct_only_one_cli_accepts() -> None:
         for p in root.rglob(pattern)
         if ".terraform" not in p.parts
     ]
-    assert len(sources) > 30
+    assert len(sources) > 15  # the cluster module, its example and root (the platform module went)
     found = [
         f"{p.relative_to(cir.REPO)}: {why}"
         for p in sources
@@ -204,47 +195,6 @@ def test_terraform_test(tf_copy: Path, directory: str) -> None:
     # Every run block ran and passed (none skipped after an earlier failure).
     assert runs > 0
     assert f"Success! {runs} passed, 0 failed." in proc.stdout
-
-
-def test_production_deployments_match_vault_toml() -> None:
-    """envs/production/platform gives each deployment a JWT role and policy; vault.toml is what
-    `arbfleet secrets apply` and tests/infra hold to be the deployments."""
-    layout = tomllib.loads((cir.REPO / "secrets" / "vault.toml").read_text())
-    tfvars = TF_ROOT / "envs" / "production" / "platform" / "deployments.auto.tfvars.json"
-    # vault.toml also holds the local stack's deployments (infra/nomad/vars/local/engine/).
-    production = {p.stem for p in (cir.REPO / "infra/nomad/vars/production/engine").glob("*.hcl")}
-    wanted = {name: d for name, d in layout["deployments"].items() if name in production}
-    assert json.loads(tfvars.read_text())["deployments"] == wanted
-    assert set(wanted) == production
-
-
-def test_vault_policies_match_arbfleet_secrets_apply(tmp_path: Path) -> None:
-    """The platform module and `arbfleet secrets apply` render secrets/policies alike: the same
-    policy names and texts, character for character (a placeholder only one side fills, or a
-    different account order, fails here)."""
-    layout = vault.Layout.load()
-    extra = {"tri-eth": {"okx": "arb", "binance": "sub-1", "kraken": "main"}}
-    layout = replace(layout, deployments={**layout.deployments, **extra})
-    deployments = {d: {"accounts": dict(a)} for d, a in layout.deployments.items()}
-    (tmp_path / "main.tf").write_text(
-        'module "policies" {\n'
-        f'  source      = "{TF_ROOT / "modules/platform/modules/vault-policies"}"\n'
-        f'  secrets_dir = "{cir.REPO / "secrets"}"\n'
-        f"  kv_mount    = {json.dumps(layout.kv_mount)}\n"
-        f"  db_mount    = {json.dumps(layout.db_mount)}\n"
-        f"  db_role     = {json.dumps(layout.db_role)}\n"
-        f"  deployments = {json.dumps(deployments)}\n"
-        "}\n"
-        'output "policies" {\n  value = module.policies.policies\n}\n'
-    )
-    cir.terraform(tmp_path, "init", "-input=false")
-    cir.terraform(tmp_path, "apply", "-input=false", "-auto-approve")
-    rendered = json.loads(cir.terraform(tmp_path, "output", "-json"))["policies"]["value"]
-    expected = {
-        layout.deployment_policy_name(d): vault.deployment_policy(layout, d) for d in deployments
-    }
-    expected[layout.rotation_policy_name] = vault.rotation_policy(layout)
-    assert rendered == expected
 
 
 # --- cloud-init bootstrap ------------------------------------------------------------------

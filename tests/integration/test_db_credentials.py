@@ -18,11 +18,12 @@ from runtime.core.logging import configure
 from runtime.devstack.demo import demo_config
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
 from runtime.node import Node
+from runtime.ops.platform.cli import apply_layout
 from runtime.persistence.migrate import migrate
 from runtime.persistence.tables import event_row
 from runtime.persistence.writer import BatchWriter
 from runtime.platform.dbcreds import DatabaseCredentials, apply_database, bootstrap_roles
-from runtime.platform.vault import Layout, VaultSession, apply_layout
+from runtime.platform.vault import Layout, VaultSession
 from tests.integration.test_simulator_roundtrip import wait_for
 from tests.integration.vault_kit import (
     deployment,

@@ -26,9 +26,8 @@ def api(local_stack: stack.Endpoints, namespace: str) -> nomad.Nomad:
 def redis_unit(tmp_path: Path, data_dir: Path, **overrides: str) -> deploy.Unit:
     """The local redis unit, with its data in ``data_dir`` and any other variable overridden."""
     base = deploy.unit("redis", deploy.LOCAL_ENV)
-    extra = tmp_path / "overrides.hcl"
-    values = {"host_volume_path": str(data_dir), **overrides}
-    extra.write_text("".join(f"{k} = {deploy.hcl_string(v)}\n" for k, v in values.items()))
+    extra = tmp_path / "overrides.json"
+    extra.write_text(json.dumps({"host_volume_path": str(data_dir), **overrides}))
     return deploy.Unit(base.name, base.env, base.spec, (*base.var_files, extra))
 
 
@@ -36,9 +35,10 @@ def test_variables_fill_in_files_and_host_paths_but_never_override_a_vars_file(
     tmp_path: Path, data_dir: Path
 ) -> None:
     prometheus = deploy.generated_variables(deploy.unit("prometheus", deploy.LOCAL_ENV))
-    assert prometheus.startswith("host_volume_path = ")
-    assert "prometheus_rules = {" in prometheus and '"alerts.yml" = ' in prometheus
-    assert f"toolchain_bin = {deploy.hcl_string(str(toolchain.bin_dir()))}" in prometheus
+    assert prometheus["host_volume_path"]
+    assert isinstance(prometheus["prometheus_rules"], dict)
+    assert "alerts.yml" in prometheus["prometheus_rules"]
+    assert prometheus["toolchain_bin"] == str(toolchain.bin_dir())
     # production: repository files only, no path of this machine
     production = deploy.generated_variables(deploy.unit("prometheus", "production"))
     assert "toolchain_bin" not in production and "prometheus_config" in production
@@ -56,7 +56,7 @@ def test_invalid_variables_are_reported_with_nomads_message(
     api: nomad.Nomad, tmp_path: Path
 ) -> None:
     base = deploy.unit("redis", deploy.LOCAL_ENV)
-    podman = tmp_path / "redis.hcl"
+    podman = tmp_path / "redis.json"
     podman.write_text(base.var_files[0].read_text().replace('"raw_exec"', '"podman"'))
     with pytest.raises(deploy.DeployError, match="The driver must be docker or raw_exec"):
         deploy.render(api, deploy.Unit(base.name, base.env, base.spec, (podman,)))
@@ -76,7 +76,7 @@ def test_deploy_redis_until_healthy_then_status(
     # Nomad keeps what was submitted: the source and the variables, host path included.
     submission = api.job.request("redis", "submission", params={"version": 0}, method="get").json()
     assert submission["Source"] == u.spec.read_text()
-    assert f'host_volume_path = "{data_dir}"' in submission["Variables"]
+    assert json.loads(submission["Variables"])["host_volume_path"] == str(data_dir)
 
     (job,) = deploy.status(api)
     assert (job.id, job.status, job.version, job.deployment) == (

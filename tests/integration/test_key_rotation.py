@@ -28,6 +28,7 @@ from runtime.core.logging import configure
 from runtime.core.orders import OrderStatus
 from runtime.core.venue import Credentials
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.ops.platform.cli import apply_layout
 from runtime.ops.rotation import (
     ConsulEngines,
     KeyManagementApi,
@@ -39,7 +40,7 @@ from runtime.ops.rotation import (
     venue_label,
 )
 from runtime.persistence.migrate import migrate
-from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
+from runtime.platform.vault import ExchangeKeys, Layout, VaultSession
 from runtime.trading.book import Books
 from runtime.trading.execution.live import LiveExecutor
 from runtime.trading.portfolio import Portfolio

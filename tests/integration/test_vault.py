@@ -18,13 +18,13 @@ import requests
 from runtime.cli.main import main
 from runtime.core.errors import VaultUnavailableError
 from runtime.core.venue import Credentials
+from runtime.ops import fleet as fleet_description
+from runtime.ops.platform.cli import apply_layout, layout_for
 from runtime.platform.dbcreds import with_user
 from runtime.platform.vault import (
-    SECRETS_DIR,
     ExchangeKeys,
     Layout,
     VaultSession,
-    apply_layout,
     deployment_policy,
 )
 from tests.integration.vault_kit import deployment, remove_layout, token_file, unique_layout
@@ -140,26 +140,32 @@ async def test_the_apply_command_sets_up_kv_policies_and_database_credentials(
     vault: hvac.Client, vault_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tag = secrets.token_hex(4)
-    layout_file = tmp_path / "vault.toml"
-    text = (SECRETS_DIR / "vault.toml").read_text()
+    # The fleet description with a deployment of its own, in an environment whose secrets store
+    # has mounts of its own (the description names the layout's settings where they differ).
+    fleet_file = tmp_path / "fleet.toml"
+    text = fleet_description.load().source.read_text()
     for old, new in (
-        ('mount = "exchanges"', f'mount = "exchanges-{tag}"'),
-        ('mount = "database"', f'mount = "database-{tag}"'),
-        ("[deployments.cross-exchange-btc]", f"[deployments.cli-{tag}]"),
+        ('name = "btc"', f'name = "cli-{tag}"'),
+        (
+            "[environments.production]\n",
+            "[environments.production]\n"
+            f'secrets = {{ kv_mount = "exchanges-{tag}", db_mount = "database-{tag}" }}\n',
+        ),
     ):
+        assert old in text
         text = text.replace(old, new)
-    layout_file.write_text(text)
+    fleet_file.write_text(text)
     dsn_file = tmp_path / "admin.dsn"
     dsn_file.write_text(vault_database)
     monkeypatch.setenv("VAULT_ADDR", vault.url)
     monkeypatch.setenv("VAULT_TOKEN", vault.token)
-    argv = ["secrets", "apply", "--layout", str(layout_file), "--database-admin-dsn-file",
-            str(dsn_file)]  # fmt: skip
-    layout = Layout.load(layout_file)
+    argv = ["secrets", "apply", "--fleet", str(fleet_file), "--env", "production",
+            "--database-admin-dsn-file", str(dsn_file)]  # fmt: skip
+    layout = layout_for(fleet_description.load(fleet_file), "production")
     try:
         assert await asyncio.to_thread(main, argv) == 0
         assert await asyncio.to_thread(main, argv) == 0  # and again: idempotent
-        assert vault.sys.read_policy(layout.deployment_policy_name(f"cli-{tag}"))
+        assert vault.sys.read_policy(layout.deployment_policy_name(f"cross-exchange-cli-{tag}"))
         lease = vault.secrets.database.generate_credentials(
             layout.db_role, mount_point=layout.db_mount
         )

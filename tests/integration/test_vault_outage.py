@@ -23,8 +23,9 @@ import pytest
 
 from runtime.devstack import toolchain
 from runtime.devstack.simulator import ExchangeSimulator, SimulatorConfig
+from runtime.ops.platform.cli import apply_layout
 from runtime.ops.rotation import KeyManagementApi, Rotation, StaticEngines
-from runtime.platform.vault import ExchangeKeys, VaultSession, apply_layout
+from runtime.platform.vault import ExchangeKeys, VaultSession
 from tests.integration.test_simulator_roundtrip import wait_for
 from tests.integration.vault_kit import (
     ADMIN_TOKEN,

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from runtime.core.venue import Credentials
 from runtime.devstack import stack
-from runtime.platform.vault import ExchangeKeys, Layout, VaultSession, apply_layout
+from runtime.ops.platform.cli import apply_layout
+from runtime.platform.vault import ExchangeKeys, Layout, VaultSession
 from tests.integration.vault_kit import deployment, remove_layout, unique_layout
 from tests.nomad_identity import nomad_identity as identity_jwt
 

@@ -74,24 +74,8 @@ class VolumeDeleteProtection(_Check):
         return CheckResult.PASSED if protected else CheckResult.FAILED
 
 
-class JwtRoleBoundAndNotRoot(_Check):
-    def __init__(self) -> None:
-        super().__init__(
-            "CKV_ARBFLEET_4",
-            "Vault JWT role is bound to an audience and never grants the root policy",
-            "vault_jwt_auth_backend_role",
-            CheckCategories.IAM,
-        )
-
-    def scan_resource_conf(self, conf: dict[str, Any]) -> CheckResult:
-        bound = bool(_values(conf, "bound_audiences"))
-        root = "root" in _values(conf, "token_policies")
-        return CheckResult.PASSED if bound and not root else CheckResult.FAILED
-
-
 checks = [
     FirewallNotOpenToTheInternet(),
     ServerBehindFirewall(),
     VolumeDeleteProtection(),
-    JwtRoleBoundAndNotRoot(),
 ]
