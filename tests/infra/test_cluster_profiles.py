@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import testinfra.host
@@ -41,12 +41,23 @@ NODES = cluster.nodes()
 PRODUCTION = profiles.production()
 # The installer's download in production, the toolchain's binaries here (BY_DESIGN).
 BINARIES = "/usr/local/bin/"
-# Each HTTPS API: its node's CA file (the cloud-init's tls_dir), a path anyone may read, one that
-# needs a token.
+
+
+class HttpsApi(NamedTuple):
+    ca_file: str
+    """The node's CA file for this agent (the cloud-init's tls_dir)."""
+    open_path: str
+    """A path anyone may GET."""
+    acl_path: str
+    """A path that needs a token."""
+
+
 APIS = {
-    "consul": ("/etc/consul.d/tls/ca.pem", "/v1/status/leader", "/v1/acl/tokens"),
-    "nomad": ("/etc/nomad.d/tls/ca.pem", "/v1/status/leader", "/v1/jobs"),
-    "vault": ("/etc/vault.d/tls/ca.pem", "/v1/sys/seal-status", "/v1/sys/policies/acl?list=true"),
+    "consul": HttpsApi("/etc/consul.d/tls/ca.pem", "/v1/status/leader", "/v1/acl/tokens"),
+    "nomad": HttpsApi("/etc/nomad.d/tls/ca.pem", "/v1/status/leader", "/v1/jobs"),
+    "vault": HttpsApi(
+        "/etc/vault.d/tls/ca.pem", "/v1/sys/seal-status", "/v1/sys/policies/acl?list=true"
+    ),
 }
 
 
@@ -166,7 +177,7 @@ def test_agent_config_is_valid(
     assert host.run(f"{binary} {command} {shlex.quote(str(config_dir))}").rc == 0
 
 
-def test_rendered_configs_are_the_nodes(host: testinfra.host.Host, node: cluster.Node) -> None:
+def test_agent_configs_are_the_rendered_ones(host: testinfra.host.Host, node: cluster.Node) -> None:
     rendered = {
         f["path"]: cloudinit.rebase(f["content"], cluster.node_root(node))
         for f in cluster.rendered(node)["bootstrap"]["files"]
@@ -216,12 +227,36 @@ def curl(host: testinfra.host.Host, node: cluster.Node, agent: str, path: str, t
     port = cluster.PORTS[agent]
     args = ["--noproxy", "*", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"]
     if tls:
-        ca = cluster.node_path(node, APIS[agent][0])
+        ca = cluster.node_path(node, APIS[agent].ca_file)
         args += ["--cacert", str(ca), "--resolve", f"localhost:{port}:{node.address}"]
         args.append(f"https://localhost:{port}{path}")
     else:
         args.append(f"http://{node.address}:{port}{path}")
     return str(host.check_output("curl -sS " + " ".join(["%s"] * len(args)), *args))
+
+
+def test_api_answers_over_tls_verified_by_the_nodes_ca(
+    host: testinfra.host.Host, node: cluster.Node, agent: str
+) -> None:
+    assert curl(host, node, agent, APIS[agent].open_path, tls=True) == "200"
+
+
+def test_api_refuses_plain_http(host: testinfra.host.Host, node: cluster.Node, agent: str) -> None:
+    # Go's TLS servers answer a plain request with 400 "client sent an HTTP request to an
+    # HTTPS server".
+    assert curl(host, node, agent, APIS[agent].open_path, tls=False) == "400"
+
+
+def test_api_refuses_an_anonymous_request(
+    host: testinfra.host.Host, node: cluster.Node, agent: str
+) -> None:
+    assert curl(host, node, agent, APIS[agent].acl_path, tls=True) == "403"
+
+
+def test_gossip_is_encrypted(node: cluster.Node, gossip_agent: str) -> None:
+    me = cluster.api(node, gossip_agent, "/v1/agent/self", token=cluster.token(gossip_agent))
+    serf = me["Stats"]["serf_lan"] if gossip_agent == "consul" else me["stats"]["serf"]
+    assert serf["encrypted"] == "true"
 
 
 # --- key files, after boot -----------------------------------------------------------------
@@ -272,30 +307,6 @@ def test_user_data_holds_no_private_key_and_no_gossip_key(node: cluster.Node) ->
     }
     found = [name for name, text in lines.items() if any(line in user_data for line in text)]
     assert "PRIVATE KEY" not in user_data and found == []
-
-
-def test_api_answers_over_tls_verified_by_the_nodes_ca(
-    host: testinfra.host.Host, node: cluster.Node, agent: str
-) -> None:
-    assert curl(host, node, agent, APIS[agent][1], tls=True) == "200"
-
-
-def test_api_refuses_plain_http(host: testinfra.host.Host, node: cluster.Node, agent: str) -> None:
-    # Go's TLS servers answer a plain request with 400 "client sent an HTTP request to an
-    # HTTPS server".
-    assert curl(host, node, agent, APIS[agent][1], tls=False) == "400"
-
-
-def test_api_refuses_an_anonymous_request(
-    host: testinfra.host.Host, node: cluster.Node, agent: str
-) -> None:
-    assert curl(host, node, agent, APIS[agent][2], tls=True) == "403"
-
-
-def test_gossip_is_encrypted(node: cluster.Node, gossip_agent: str) -> None:
-    me = cluster.api(node, gossip_agent, "/v1/agent/self", token=cluster.token(gossip_agent))
-    serf = me["Stats"]["serf_lan"] if gossip_agent == "consul" else me["stats"]["serf"]
-    assert serf["encrypted"] == "true"
 
 
 # --- what cannot hold on one machine, and the evidence instead -----------------------------
