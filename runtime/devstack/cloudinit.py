@@ -82,11 +82,16 @@ def user_id(name: str, ids: dict[str, int]) -> int:
     return int(name)
 
 
+def under(root: Path, path: str) -> Path:
+    """Where a node's absolute ``path`` is when the node's filesystem is the directory ``root``."""
+    return root / path.lstrip("/")
+
+
 def write_file(
     root: Path, path: str, content: str, owner: str, group: str, mode: str, ids: dict[str, int]
 ) -> Path:
     """One file as cloud-init's ``write_files`` makes it: parents 0755, then owner and mode."""
-    target = root / path.lstrip("/")
+    target = under(root, path)
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     target.write_text(content)
     target.chmod(int(mode, 8))
@@ -104,7 +109,7 @@ def apply(bootstrap: dict[str, Any], root: Path, ids: dict[str, int]) -> None:
     for f in bootstrap["files"]:
         write_file(root, f["path"], f["content"], f["owner"], f["group"], f["mode"], ids)
     for d in bootstrap["directories"]:
-        target = root / d["path"].lstrip("/")
+        target = under(root, d["path"])
         target.mkdir(parents=True, exist_ok=True)
         target.chmod(int(d["mode"], 8))
         os.chown(target, user_id(d["owner"], ids), user_id(d["group"], ids))

@@ -85,6 +85,21 @@ def node_root(node: Node) -> Path:
     return state_dir() / "nodes" / node.name / "root"
 
 
+def node_path(node: Node, path: str) -> Path:
+    """Where the production path ``path`` (``/etc/consul.d/consul.hcl``) is on this node."""
+    return cloudinit.under(node_root(node), path)
+
+
+def rendered(node: Node) -> dict[str, Any]:
+    """The node's cloud-init outputs (``cloudinit.OUTPUTS``) of the last ``up``: what production
+    would hand the cloud (``user_data``) and push after boot (``key_files``, no secret in it)."""
+    return dict(json.loads(_rendered_file().read_text())[node.name])
+
+
+def _rendered_file() -> Path:
+    return state_dir() / "render" / "outputs.json"
+
+
 Say = Callable[[str], None]
 
 
@@ -164,7 +179,7 @@ def _pid_file(node: Node, agent: str) -> Path:
 def agent_argv(node: Node, agent: str) -> list[str]:
     """The rendered unit's ExecStart, with the toolchain's binary (OpenBao for ``vault``) and
     the node's root under its paths: the installer is not run, nothing is copied."""
-    unit = (node_root(node) / f"etc/systemd/system/{agent}.service").read_text()
+    unit = node_path(node, f"/etc/systemd/system/{agent}.service").read_text()
     exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
     program, *args = exec_start.removeprefix("ExecStart=").split()
     binary = toolchain.bin_dir() / cloudinit.AGENTS[Path(program).name]
@@ -264,7 +279,11 @@ def _render(say: Say) -> dict[str, dict[str, Any]]:
         }
         for n in nodes()
     }
-    return cloudinit.render(state_dir() / "render", inputs)
+    outputs = cloudinit.render(state_dir() / "render", inputs)
+    # Beside tofu's state, which holds the same (certificates, no private key): mode 0600 anyway.
+    _rendered_file().touch(mode=0o600)
+    _rendered_file().write_text(json.dumps(outputs))
+    return outputs
 
 
 def _lay_down(node: Node, outputs: dict[str, Any], secrets: dict[str, str]) -> None:
@@ -274,9 +293,9 @@ def _lay_down(node: Node, outputs: dict[str, Any], secrets: dict[str, str]) -> N
     cloudinit.apply(outputs["bootstrap"], root, IDS)
     for f in outputs["bootstrap"]["files"]:
         if f["path"].endswith(".hcl"):
-            path = root / f["path"].lstrip("/")
+            path = node_path(node, f["path"])
             path.write_text(cloudinit.rebase(path.read_text(), root))
-    (root / "etc/consul.d" / OVERLAY).write_text(consul_overlay(secrets))
+    node_path(node, f"/etc/consul.d/{OVERLAY}").write_text(consul_overlay(secrets))
     spec = {"files": outputs["key_files"], "services": outputs["services"]}
 
     def start_now(services: list[str]) -> None:
@@ -386,7 +405,7 @@ def _legacy_nomad_token(root_token: str) -> str:
 
 def _bootstrap_nomad(secrets: dict[str, str], say: Say) -> None:
     for node in nodes():
-        (node_root(node) / "etc/nomad.d" / OVERLAY).write_text(nomad_overlay(node, secrets))
+        node_path(node, f"/etc/nomad.d/{OVERLAY}").write_text(nomad_overlay(node, secrets))
         start_agent(node, "nomad")
     first = servers()[0]
     wait_for("a Nomad leader", lambda: api(first, "nomad", "/v1/status/leader"))

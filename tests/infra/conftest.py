@@ -5,6 +5,9 @@ Nomad namespace and data directory of their own, and removed after the module th
 
 Used by test_prometheus_scrapes_engine.py and by the local profile of servers/ (engine health,
 Prometheus targets): the local stack runs no job by itself.
+
+Also ``cluster_up``: the multi-node cluster (runtime/devstack/cluster.py) up for one module, as
+the modules that only look at it use it (test_cluster.py, test_cluster_profiles.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import nomad
 import pytest
 
-from runtime.devstack import fleet, stack
+from runtime.devstack import cluster, fleet, stack
 from runtime.devstack.simulator.background import SimulatorThread
 from tests.stack_plugin import Consul, wait_for
 
@@ -76,3 +79,12 @@ def local_workload(
         if namespace in {n["Name"] for n in api.namespaces.get_namespaces()}:
             fleet.down(namespace)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster_up() -> Iterator[float]:
+    """The cluster from nothing; the seconds ``up`` took. Down after the module, whatever it did."""
+    try:
+        yield cluster.up(say=print)
+    finally:
+        cluster.down(say=print)

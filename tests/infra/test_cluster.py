@@ -14,59 +14,28 @@ import os
 import socket
 import ssl
 import subprocess
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
-from runtime.core.errors import StackError
 from runtime.devstack import cluster, netns, toolchain
 
 
-@pytest.fixture(scope="module")
-def up() -> Iterator[float]:
-    try:
-        yield cluster.up(say=print)
-    finally:
-        cluster.down(say=print)
-
-
-def test_three_nomad_servers_with_a_leader(up: float) -> None:
+def test_three_nomad_servers_with_a_leader(cluster_up: float) -> None:
     assert len(cluster.nomad_servers()) == 3
     leader = cluster.api(cluster.servers()[0], "nomad", "/v1/status/leader")
     assert leader.split(":")[0] in {n.address for n in cluster.servers()}
 
 
-def test_two_ready_clients_and_five_consul_members(up: float) -> None:
+def test_two_ready_clients_and_five_consul_members(cluster_up: float) -> None:
     assert sorted(cluster.nomad_ready_clients()) == ["client-1", "client-2"]
     assert sorted(cluster.consul_members()) == sorted(n.name for n in cluster.nodes())
 
 
+# An anonymous request refused, plain HTTP refused, Consul's plain HTTP on loopback only: on
+# every node, from inside it, in test_cluster_profiles.py.
 @pytest.mark.parametrize(("agent", "path"), [("consul", "/v1/acl/tokens"), ("nomad", "/v1/jobs")])
-def test_acls_deny_anonymous_and_take_the_bootstrap_token(up: float, agent: str, path: str) -> None:
-    server = cluster.servers()[1]
-    with pytest.raises(StackError, match="HTTP 403"):
-        cluster.api(server, agent, path)
-    assert cluster.api(server, agent, path, token=cluster.token(agent)) is not None
-
-
-@pytest.mark.parametrize("agent", ["consul", "nomad", "vault"])
-def test_plain_http_to_the_https_port_fails(up: float, agent: str) -> None:
-    server = cluster.servers()[0]
-    plain = cluster.url(server, agent, "/v1/status/leader").replace("https://", "http://")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    # Go's TLS servers answer a plain request with 400 "client sent an HTTP request to an
-    # HTTPS server"; anything that is not an answer is a failure too.
-    with pytest.raises((urllib.error.HTTPError, OSError)) as failed:
-        opener.open(plain, timeout=5)
-    if isinstance(failed.value, urllib.error.HTTPError):
-        assert failed.value.code == 400
-
-
-def test_consul_plain_http_only_inside_the_node(up: float) -> None:
-    with pytest.raises(OSError):
-        socket.create_connection((cluster.servers()[0].address, 8500), timeout=3)
+def test_acls_take_the_bootstrap_token(cluster_up: float, agent: str, path: str) -> None:
+    assert cluster.api(cluster.servers()[1], agent, path, token=cluster.token(agent)) is not None
 
 
 def _consul_rpc_tls(cert: str | None) -> None:
@@ -84,13 +53,13 @@ def _consul_rpc_tls(cert: str | None) -> None:
             tls.sendall(b"\x00")  # the handshake is done; a byte proves the channel works
 
 
-def test_consul_rpc_needs_a_client_certificate(up: float) -> None:
+def test_consul_rpc_needs_a_client_certificate(cluster_up: float) -> None:
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _consul_rpc_tls(None)
     _consul_rpc_tls("client")
 
 
-def test_gossip_is_encrypted_with_the_pushed_key(up: float) -> None:
+def test_gossip_is_encrypted_with_the_pushed_key(cluster_up: float) -> None:
     env = toolchain.tool_env(
         {
             "CONSUL_HTTP_ADDR": cluster.url(cluster.servers()[0], "consul", ""),
@@ -106,7 +75,7 @@ def test_gossip_is_encrypted_with_the_pushed_key(up: float) -> None:
     assert "[5/5]" in proc.stdout  # every LAN member holds it
 
 
-def test_openbao_initialised_unsealed_on_raft(up: float) -> None:
+def test_openbao_initialised_unsealed_on_raft(cluster_up: float) -> None:
     for server in cluster.servers():
         seal = cluster.api(server, "vault", "/v1/sys/seal-status")
         assert seal["initialized"] and not seal["sealed"]
@@ -116,7 +85,7 @@ def test_openbao_initialised_unsealed_on_raft(up: float) -> None:
     assert sum(s["leader"] for s in voters) == 1
 
 
-def test_secrets_are_mode_0600_and_no_route_leaves(up: float) -> None:
+def test_secrets_are_mode_0600_and_no_route_leaves(cluster_up: float) -> None:
     for path in [*cluster.secret_file("").iterdir(), *cluster.keys_dir().glob("*-key.pem")]:
         assert path.stat().st_mode & 0o077 == 0, path
     for node in cluster.nodes():
@@ -129,7 +98,7 @@ def test_secrets_are_mode_0600_and_no_route_leaves(up: float) -> None:
         assert [r["dst"] for r in json.loads(routes.stdout)] == [str(cluster.SUBNET)]
 
 
-def test_down_leaves_no_namespace_link_or_process(up: float) -> None:
+def test_down_leaves_no_namespace_link_or_process(cluster_up: float) -> None:
     pids = [cluster.agent_pid(n, "consul") for n in cluster.nodes()]
     cluster.down(say=print)
     assert cluster.leftovers() == {"namespaces": [], "links": [], "processes": []}

@@ -5,7 +5,8 @@
 - ``production``: the nodes of infra/terraform/modules/cluster. Users, directories and files
   (with TLS files) come from that module's expected_files.json, the one list of what its
   cloud-config writes; agents and ports from its templates (consul.hcl, nomad.hcl, vault.hcl):
-  HTTPS for Nomad and Vault, Consul's plain HTTP on 127.0.0.1 only.
+  HTTPS for Nomad and Vault, Consul's HTTPS on the private address and its plain HTTP on
+  127.0.0.1 only.
 
 Roles: ``server`` (Consul, Nomad and Vault servers), ``client`` (Consul and Nomad clients, where
 engines and Prometheus run) and ``data`` (a client with the stateful jobs' host volumes).
@@ -165,14 +166,15 @@ def production(expected_files: Path = EXPECTED_FILES) -> Profile:
     cloud-init bootstrap leaves on disk; tests/infra/test_terraform.py proves the rendered
     cloud-config produces exactly that); agents and ports from its agent templates."""
     kinds = json.loads(expected_files.read_text())
-    serf = (ANY, 8301)
-    consul = Agent("consul", "consul", (("127.0.0.1", 8500), serf))
+    # Consul: plain HTTP on loopback, HTTPS (8501) and LAN gossip on the private address.
+    local_api, https, serf = ("127.0.0.1", 8500), (ANY, 8501), (ANY, 8301)
+    consul = Agent("consul", "consul", (local_api, https, serf))
     nomad = Agent("nomad", "root", (("0.0.0.0", 4646),))
     return Profile(
         name="production",
         agents={
             "server": (
-                Agent("consul", "consul", (("127.0.0.1", 8500), (ANY, 8300), serf, (ANY, 8302))),
+                Agent("consul", "consul", (local_api, https, (ANY, 8300), serf, (ANY, 8302))),
                 Agent("nomad", "root", tuple(("0.0.0.0", p) for p in (4646, 4647, 4648))),
                 Agent("vault", "vault", (("0.0.0.0", 8200), (ANY, 8201))),
             ),
