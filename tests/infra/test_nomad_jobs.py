@@ -26,6 +26,7 @@ import nomad
 import pytest
 import redis
 import requests
+import yaml
 
 import runtime
 from runtime.config import load_config
@@ -237,13 +238,16 @@ def engine_service(job: dict[str, Any]) -> dict[str, Any]:
 def test_engine_service_carries_what_prometheus_relabels(
     nomad_api: nomad.Nomad, u: deploy.Unit
 ) -> None:
-    config = (FLEET.monitoring_path / "prometheus/prometheus.yml").read_text()
-    engine_job = config.split("- job_name: arbfleet-engine", 1)[1].split("- job_name:", 1)[0]
-    relabelled = set(re.findall(r"__meta_consul_service_metadata_(\w+)", engine_job))
+    config = yaml.safe_load((FLEET.monitoring_path / "prometheus/prometheus.yml").read_text())
+    (engine_job,) = [j for j in config["scrape_configs"] if j["job_name"] == "arbfleet-engine"]
+    labels = [label for r in engine_job["relabel_configs"] for label in r.get("source_labels", [])]
+    relabelled = {
+        m[1] for m in map(re.compile(r"__meta_consul_service_metadata_(\w+)").match, labels) if m
+    }
     assert relabelled == {"deployment", "strategy", "mode", "venues"}
     job = deploy.render(nomad_api, u)
     service = engine_service(job)
-    assert f"services: [{service['Name']}]" in engine_job
+    assert [sd["services"] for sd in engine_job["consul_sd_configs"]] == [[service["Name"]]]
     assert relabelled <= set(service["Meta"])
     assert service["Meta"]["deployment"] == job["ID"] == u.name
     check = service["Checks"][0]
