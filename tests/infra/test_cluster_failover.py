@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -151,9 +152,9 @@ def engine_orders(ha: Ha, after_ns: int = 0) -> dict[str, int]:
 def test_the_job_validates_with_the_production_variables(ha: Ha) -> None:
     # The cluster's Nomad validates production's docker variant (on 1.6.1 with the legacy
     # secrets-store token, as tests/infra/test_nomad_jobs.py does for the other jobs).
-    legacy = Path(__file__).parent / "fixtures/legacy-nomad.vars.hcl"
-    production = (cp.JOB_FILE.parent / "vars/production.hcl").read_text()
-    job = cp.parse(production + legacy.read_text())
+    legacy = json.loads((Path(__file__).parent / "fixtures/legacy-nomad.vars.json").read_text())
+    production = json.loads((cp.JOB_FILE.parent / "vars/production.json").read_text())
+    job = cp.parse(json.dumps({**production, **legacy}))
     answer = ce.nomad("/v1/validate/job", "POST", {"Job": job})
     assert not answer.get("ValidationErrors"), answer
     (group,) = job["TaskGroups"]
