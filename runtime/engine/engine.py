@@ -552,12 +552,6 @@ class Engine:
         if open_orders == "keep":
             await self._drain_orders(deadline_s / 2)
 
-    async def close(self) -> None:
-        """Close the venue connections the engine opened itself (depth snapshots, executor)."""
-        for snapshots in self.snapshots.values():
-            await snapshots.close()
-        await self.executor.close()
-
     async def _drain_orders(self, timeout_s: float = 2.0) -> None:
         """Give orders in flight a moment to report, so their fills are not lost at shutdown."""
         deadline = time.monotonic() + timeout_s
