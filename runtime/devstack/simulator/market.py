@@ -160,17 +160,13 @@ class MarketModel:
             bid_k = math.floor((mid - half) / step)
             ask_k = max(math.ceil((mid + half) / step), bid_k + 1)
             size = _BASE_SIZE[market[1]]
-            # random() inlined: uniform(0.2, 1.0) is 0.2 + 0.8 * random(), the same numbers,
-            # and a tick builds a hundred of them.
-            random = self.rng.random
+            uniform = self.rng.uniform
             levels = range(p.depth_levels)
             bids = [
-                (round((bid_k - i) * step, 8), round(size * (0.2 + 0.8 * random()), 8))
-                for i in levels
+                (round((bid_k - i) * step, 8), round(size * uniform(0.2, 1.0), 8)) for i in levels
             ]
             asks = [
-                (round((ask_k + i) * step, 8), round(size * (0.2 + 0.8 * random()), 8))
-                for i in levels
+                (round((ask_k + i) * step, 8), round(size * uniform(0.2, 1.0), 8)) for i in levels
             ]
             self.ladders[market] = Ladder(bids, asks)
 
