@@ -309,12 +309,24 @@ class EngineRun:
 
 
 def soak(duration_s: float) -> float:
-    """``engine.rss_growth_mb``: the engine at 5k frames/s for ``duration_s``, nothing recorded
-    in its process; resident memory at the end less after the first tenth (imports, books,
-    connections, the latency ring filling)."""
+    """``engine.rss_growth_mb``: the engine at 5k frames/s for ``duration_s`` in a process of
+    its own (memory earlier runs freed would otherwise hide growth), nothing recorded in it;
+    resident memory at the end less after the first tenth (imports, books, connections, the
+    latency ring filling)."""
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.e2e", "--soak-child", str(duration_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=CHILD_ENV,
+        check=True,
+    )
+    return float(child.stdout.split()[-1])
+
+
+def soak_child(duration_s: float) -> None:
     with simulator(1.0) as (port, _seen), asyncio.Runner() as runner:
         run = runner.run(run_engine(port, duration_s, record=False, warmup_s=duration_s / 10))
-    return run.rss_growth_mb
+    print(run.rss_growth_mb)
 
 
 def probe_wakeups(duration_s: float) -> None:
@@ -398,6 +410,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the child's role
     parser.add_argument("--tick-ms", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--probe", type=float, help=argparse.SUPPRESS)  # the probe's role
+    parser.add_argument("--soak-child", type=float, help=argparse.SUPPRESS)  # the soak's
     args = parser.parse_args(argv)
     configure("ERROR", stream=sys.stderr)
     if args.serve is not None:
@@ -405,6 +418,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         return {}
     if args.probe is not None:
         probe_wakeups(args.probe)
+        return {}
+    if args.soak_child is not None:
+        soak_child(args.soak_child)
         return {}
     load_before = load_average()
     run = run_loopback(5_000.0, 20.0 if args.quick else 60.0, args.loop)
