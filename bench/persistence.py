@@ -10,6 +10,12 @@ the figures, and all three writing methods meet the same server, table and rows 
   engine's loop does between events, and the memory bound above the pass (producing outruns
   any database; beyond the bound rows would go through the spill file, which the outage tests
   exercise). Wall clock, best of three passes.
+- ``writer.bare_copy.rows_per_s``: the same rows in one ``copy_records_to_table`` call on one
+  connection (binary COPY, nothing around it): the floor the writer is held to. The passes
+  alternate with the writer's; ``writer.vs_bare_copy`` is the writer over it (target >= 0.85).
+  ``writer.bare_copy_batched.rows_per_s``: the same, one call per 10,000 rows (the writer's
+  batch), one transaction each; ``writer.vs_bare_copy_batched`` splits the gap in two: what the
+  batch size costs, and what the writer adds to the same COPYs.
 - ``writer.psql_copy.rows_per_s``: the same rows as text, ``psql -c "\\copy ticks FROM STDIN"``,
   timed around the psql process (rendering the text is not timed). Best of three.
 - ``writer.insert.rows_per_s``: 20,000 of the same rows (5,000 with ``--quick``), one ``INSERT``
@@ -55,6 +61,7 @@ from runtime.persistence.writer import BatchWriter, init_connection
 
 T0 = 1_795_000_000 * 10**9
 COLUMNS = ", ".join(TICKS.columns)
+WRITER_BATCH_ROWS = PostgresConfig().batch_rows  # the engine's default
 
 
 def tick_rows(count: int) -> list[Row]:
@@ -89,7 +96,7 @@ async def writer_pass(dsn: str, spill: Path, rows: list[Row]) -> float:
     # Memory bound above the pass: producing is faster than any database takes rows, and the
     # figure is the COPY path, not the spill (which the outage tests cover).
     writer = BatchWriter(
-        dsn, spill, batch_rows=10_000, flush_interval_s=0.05, memory_rows=len(rows) + 1
+        dsn, spill, batch_rows=WRITER_BATCH_ROWS, flush_interval_s=0.05, memory_rows=len(rows) + 1
     )
     await writer.start()
     started = time.perf_counter()
@@ -104,6 +111,15 @@ async def writer_pass(dsn: str, spill: Path, rows: list[Row]) -> float:
     if writer.stats.rows["ticks"] != len(rows):
         raise RuntimeError(f"wrote {writer.stats.rows['ticks']} of {len(rows)} rows")
     return len(rows) / elapsed
+
+
+async def bare_copy_pass(conn: Any, rows: list[Row], batch_rows: int) -> float:
+    """The floor: the same rows through ``copy_records_to_table`` alone, ``batch_rows`` a call."""
+    started = time.perf_counter()
+    for start in range(0, len(rows), batch_rows):
+        batch = rows[start : start + batch_rows]
+        await conn.copy_records_to_table("ticks", records=batch, columns=TICKS.columns)
+    return len(rows) / (time.perf_counter() - started)
 
 
 def psql_pass(server: ScratchPostgres, text: bytes, count: int) -> float:
@@ -154,11 +170,15 @@ async def writer_figures(
     partman = await asyncpg.connect(partman_dsn)
     await init_connection(conn)
     text = as_text(rows)
-    copy, psql, by_partman = [], [], []
+    copy, bare, bare_batched, psql, by_partman = [], [], [], [], []
     with tempfile.TemporaryDirectory() as spill:
         for _ in range(3):
             await empty_ticks(conn)
             copy.append(await writer_pass(server.dsn, Path(spill), rows))
+            await empty_ticks(conn)
+            bare.append(await bare_copy_pass(conn, rows, len(rows)))
+            await empty_ticks(conn)
+            bare_batched.append(await bare_copy_pass(conn, rows, WRITER_BATCH_ROWS))
             await partman.execute("TRUNCATE ticks")  # its children stay: pg_partman made them
             by_partman.append(await writer_pass(partman_dsn, Path(spill), rows))
             await empty_ticks(conn)
@@ -169,6 +189,10 @@ async def writer_figures(
     await partman.close()
     return {
         "writer.copy.rows_per_s": max(copy),
+        "writer.bare_copy.rows_per_s": max(bare),
+        "writer.vs_bare_copy": max(copy) / max(bare),
+        "writer.bare_copy_batched.rows_per_s": max(bare_batched),
+        "writer.vs_bare_copy_batched": max(copy) / max(bare_batched),
         "writer.copy_partman.rows_per_s": max(by_partman),
         "writer.psql_copy.rows_per_s": max(psql),
         "writer.insert.rows_per_s": insert,

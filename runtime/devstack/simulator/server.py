@@ -134,6 +134,7 @@ class ExchangeSimulator:
         self.port = 0
         by_venue_symbol = {instrument(v, s).venue_symbol: (v, s) for v, s in MARKETS}
         self._markets_by_venue_symbol = by_venue_symbol
+        self._venue_symbols = {market: name for name, market in by_venue_symbol.items()}
         self.app = self._make_app()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -219,6 +220,10 @@ class ExchangeSimulator:
             while done < due:
                 done += 1
                 self.tick(interval)
+                if done < due:
+                    # Let this tick's frames go out and waiting orders be answered first: a
+                    # burst of catch-up ticks would otherwise hold both for its whole length.
+                    await asyncio.sleep(0)
 
     def tick(self, dt_s: float) -> None:
         """Advance the market one tick and queue the frames every subscriber asked for."""
@@ -236,9 +241,9 @@ class ExchangeSimulator:
             self.on_dislocation(self.model.last_dislocation, time.time_ns())
 
     def _frames(self, market: tuple[str, str], now_ms: int) -> dict[str, dict[str, Any]]:
-        venue, symbol = market
+        venue = market[0]
         ladder = self.model.ladders[market]
-        venue_symbol = instrument(venue, symbol).venue_symbol
+        venue_symbol = self._venue_symbols[market]
         trade = self.model.trade(market)
         frames: dict[str, dict[str, Any]] = {}
         if venue == "binance":
