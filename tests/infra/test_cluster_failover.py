@@ -285,12 +285,25 @@ def test_killing_the_primarys_node_loses_no_row_and_writes_none_twice(
     assert after["TaskStates"]["engine"]["Restarts"] == 0
     # Stopped (its writer drains within the shutdown deadline): every order the venue took from
     # it has its row in the new primary, once (the orders table's key).
-    ce.nomad(f"/v1/job/{JOB}", "DELETE")
-    cluster.wait_for("the engine stopped", lambda: not ce.running_allocations(JOB), 120)
+    stop_engine()
     taken = set(simulator_orders(ha))
     rows = engine_orders(ha)
     assert taken and taken <= set(rows), sorted(taken - set(rows))[:5]
     print(f"engine: {len(taken)} orders at the venue, {len(rows)} order rows, none missing")
+
+
+def stop_engine() -> None:
+    """Stop the engine's job and wait until no allocation of it runs. Nomad 1.6.1 can leave an
+    allocation running past its job's deletion when the kill races a restart (the stores
+    template re-rendered as the dead node's member came back: "failed to kill task"); that one
+    is stopped by id."""
+    ce.nomad(f"/v1/job/{JOB}", "DELETE")
+    try:
+        cluster.wait_for("the engine stopped", lambda: not ce.running_allocations(JOB), 60)
+    except StackError:
+        for alloc in ce.running_allocations(JOB):
+            ce.nomad(f"/v1/allocation/{alloc['ID']}/stop", "POST")
+        cluster.wait_for("the engine stopped", lambda: not ce.running_allocations(JOB), 120)
 
 
 def test_the_killed_node_comes_back_as_the_synchronous_standby(ha: Ha) -> None:
