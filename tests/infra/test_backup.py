@@ -224,7 +224,11 @@ def arbfleet_db(*args: str, env: dict[str, str] | None = None) -> str:
 def destroy_database(fleet: Fleet) -> Path:
     fleet.stop("timescaledb")
     pgdata = fleet.data_dir / "timescaledb"
-    subprocess.run(["rm", "-rf", str(pgdata)], check=True)
+    # The stopped allocation's PostgreSQL may still be writing its last files: remove again
+    # until nothing is left (a bounded wait on the fact, not a sleep).
+    deadline = time.monotonic() + 60
+    while subprocess.run(["rm", "-rf", str(pgdata)], check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"{pgdata} could not be removed within 60 s"
     return pgdata
 
 
