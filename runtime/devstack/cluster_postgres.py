@@ -18,6 +18,7 @@ import base64
 import json
 import secrets
 import shutil
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -201,11 +202,29 @@ def switchover(candidate: str, scope: str = SCOPE) -> None:
     leader = primary(scope)
     if leader is None or leader["node"] == candidate:
         return
+    # In synchronous mode Patroni switches over only to the member its sync key names, and
+    # answers 412 to any other: a standby streaming in sync is not yet named there.
+    cluster.wait_for(
+        f"{candidate} the synchronous standby", lambda: sync_standby(scope) == candidate, 120
+    )
     body = json.dumps({"leader": leader["node"], "candidate": candidate}).encode()
-    request = urllib.request.Request(f"{member_api(leader['node'])}/switchover", body)
+    url = f"{member_api(leader['node'])}/switchover"
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=60) as response:
-        response.read()
+    refusals: list[str] = []
+
+    def accepted() -> bool:
+        try:
+            with opener.open(urllib.request.Request(url, body), timeout=60) as response:
+                response.read()
+            return True
+        except urllib.error.HTTPError as exc:  # 412/503: not possible yet (e.g. replica lag)
+            refusals.append(f"{exc.code} {exc.read().decode(errors='replace')}")
+            return False
+
+    try:
+        cluster.wait_for(f"Patroni to accept a switchover to {candidate}", accepted, 60)
+    except StackError as exc:
+        raise StackError(f"{exc}; Patroni answered: {refusals[-3:]}") from exc
     cluster.wait_for(
         f"{candidate} primary", lambda: (primary(scope) or {}).get("node") == candidate, 120
     )
