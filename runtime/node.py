@@ -6,7 +6,8 @@ the secrets store, the Consul link (TTL check, account locks, kill switch) and t
 metrics server, and runs them in order:
 
     health server -> restore state -> strategies -> keys -> executor -> reconcile -> Consul
-    -> feeds, watchdog, timers ... stop ... the same in reverse
+    -> feeds, watchdog, timers (-> look back, once the account locks are held, when restored
+    from a snapshot: runtime/persistence/lookback.py) ... stop ... the same in reverse
 
 None of the parts holds another: the engine reports through the ``Keeper`` and ``OrderGate``
 the node hands it, persistence reads an ``EngineView``, and the Consul link and the health server
@@ -179,6 +180,8 @@ class Node:
                 await self.consul.start(self)
             self.ready.set()
             tasks += engine.launch()
+            if self.persistence.look_back_from is not None:
+                tasks.append(asyncio.create_task(self._look_back(), name="look-back"))
             await stop.wait()
             deadline = time.monotonic() + settings.shutdown.deadline_s
             await engine.wind_down(settings.shutdown.open_orders, settings.shutdown.deadline_s)
@@ -186,6 +189,15 @@ class Node:
             failures = await self._shut_down(tasks, health, persisting, deadline)
         if failures:  # reached only when running and stopping raised nothing else
             raise failures[0]
+
+    async def _look_back(self) -> None:
+        """Restored from a snapshot: once no engine before this one can send (the account
+        locks held) and a request of one still on its way would be refused (``settle_s``), read
+        what it sent after the snapshot from the venues (runtime.persistence.lookback)."""
+        if self.consul is not None:
+            await self.consul.locks_taken.wait()
+        await asyncio.sleep(self.config.journal.settle_s)
+        await self.persistence.look_back(self.engine.executor, self.engine.view.markets())
 
     async def _shut_down(
         self,

@@ -21,6 +21,7 @@ from runtime.core.events import Side
 MAX_CLIENT_ORDER_ID_LEN: Final = 36  # Binance's limit; Upbit's ``identifier`` allows more
 _STRATEGY_PART_LEN: Final = 16
 _UNSAFE = re.compile(r"[^a-z0-9_]")
+_OUR_ID = re.compile(r"([a-z0-9_]{1,16})-([0-9a-z]+)-([0-9a-z]+)")
 _BASE36: Final = string.digits + string.ascii_lowercase
 
 
@@ -101,10 +102,24 @@ def new_session(now_s: float | None = None) -> str:
     return _base36(int(time.time() if now_s is None else now_s))
 
 
+def strategy_part(strategy_id: str) -> str:
+    """The part of a client order id that names the strategy."""
+    return _UNSAFE.sub("_", strategy_id.lower())[:_STRATEGY_PART_LEN]
+
+
 def client_order_id(strategy_id: str, session: str, sequence: int) -> str:
     """The id of intent ``sequence`` of ``strategy_id`` in ``session``; same input, same id."""
-    strategy_part = _UNSAFE.sub("_", strategy_id.lower())[:_STRATEGY_PART_LEN]
-    order_id = f"{strategy_part}-{session}-{_base36(sequence)}"
+    order_id = f"{strategy_part(strategy_id)}-{session}-{_base36(sequence)}"
     if len(order_id) > MAX_CLIENT_ORDER_ID_LEN:
         raise ValueError(f"client order id {order_id!r} is longer than {MAX_CLIENT_ORDER_ID_LEN}")
     return order_id
+
+
+def order_position(order_id: str) -> tuple[str, int, int] | None:
+    """(strategy part, session, sequence) of an id ``client_order_id`` made, the session as a
+    number: ids of one strategy compare in the order they were made. None for any other id."""
+    match = _OUR_ID.fullmatch(order_id)
+    if match is None:
+        return None
+    strategy, session, sequence = match.groups()
+    return strategy, int(session, 36), int(sequence, 36)

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import aiohttp
 
+from runtime.core.events import Side
 from runtime.core.orders import OrderIntent, OrderStatus
 
 UNKNOWN_OUTCOME = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
@@ -52,14 +53,33 @@ class VenueOrder:
     venue_order_id: str
 
 
+@dataclass(frozen=True)
+class ListedOrder:
+    """An order of the account as the venue lists it: enough to ask about it like an intent."""
+
+    client_order_id: str
+    symbol: str
+    """Normalized, ``BASE/QUOTE``."""
+    side: Side
+    quantity: float
+    limit_price: float | None
+    created_ns: int
+    """When the venue took it (its clock)."""
+
+
 class VenueClient(Protocol):
-    """One venue's REST API for orders: place immediate-or-cancel, find by client order id."""
+    """One venue's REST API for orders: place immediate-or-cancel, find by client order id,
+    list the account's orders of a symbol."""
 
     venue: str
 
     async def place(self, intent: OrderIntent, price: float) -> VenueOrder: ...
 
     async def find(self, client_order_id: str) -> VenueOrder | None: ...
+
+    async def orders_since(self, symbol: str, since_ns: int) -> list[ListedOrder]:
+        """Every order of ``symbol`` the venue took at or after ``since_ns``, oldest first."""
+        ...
 
     async def warm_up(self) -> None: ...
 

@@ -14,10 +14,10 @@ Why a local fsync'd append-only file, and not a Redis stream or a PostgreSQL tab
   full at start. Nothing to configure but a directory.
 
 Its limit: it lives on the node. A rescheduled allocation finds it only on the same host volume
-(the engine job mounts one); on a new node the engine starts from the Redis snapshot, and orders
-that were in flight when the old node died are not reconciled (their fills still reach the venue
-account). Client order ids stay unique either way: the session part moves past every session the
-journal (or snapshot) has seen.
+(the engine job mounts one); on a new node the engine starts from the Redis snapshot and reads
+the orders sent after it from the venues' order lists (runtime/persistence/lookback.py). Client
+order ids stay unique either way: the session part moves past every session the journal (or
+snapshot) has seen.
 
 Records: ``session`` (a run started), ``sent`` (an intent, fsync'd before it leaves), ``done`` (its
 outcome and fill, not fsync'd: a record lost to a power cut is recovered by asking the venue), and
@@ -50,6 +50,8 @@ class AccountState(msgspec.Struct, frozen=True):
     balances: list[tuple[str, str, float]]
     fees: dict[str, float]
     fills: int
+    last_sent: str = ""
+    """The client order id of the strategy's last order sent by then ("" if none)."""
 
 
 class SessionStarted(msgspec.Struct, frozen=True, tag="session"):

@@ -11,7 +11,9 @@ journal state, e.g. a new node) from the Redis snapshot; plugin state from the s
 ``start`` then writes the rows of every outcome still in the journal again (keys make that
 harmless) and starts the background tasks, reading the engine through a read-only view.
 ``reconcile`` asks the venue about every order sent but never reported, and reports what the
-venue says through the executor's usual path.
+venue says through the executor's usual path. Restored from a Redis snapshot (no journal state:
+a new node), ``look_back`` first finds the orders sent after the snapshot in the venues' lists
+(runtime/persistence/lookback.py); until then ``before_send`` blocks every intent.
 ``stop`` snapshots to Redis, checkpoints the journal and closes the writer within the deadline.
 
 Background tasks: a Redis snapshot every ``redis.snapshot_interval_s``, a journal checkpoint
@@ -29,8 +31,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import asyncpg
 from loguru import logger
@@ -40,6 +43,7 @@ from runtime.core.events import BookTicker
 from runtime.core.logging import BoundedLog
 from runtime.core.orders import Fill, Opportunity, OrderIntent, OrderResult, new_session
 from runtime.core.restoration import Account, Restoration
+from runtime.core.venue import ListedOrder
 from runtime.persistence.admin import run_maintenance, run_migrations
 from runtime.persistence.journal import (
     AccountState,
@@ -50,6 +54,7 @@ from runtime.persistence.journal import (
     Replay,
     later_session,
 )
+from runtime.persistence.lookback import later_id, sort_listed
 from runtime.persistence.settings import JournalConfig, PostgresConfig, RedisConfig
 from runtime.persistence.snapshots import Restored, SnapshotStore, StrategySnapshot
 from runtime.persistence.tables import (
@@ -64,6 +69,19 @@ from runtime.persistence.writer import BatchWriter
 OPPORTUNITY_LINK_NS: Final = 1_000_000_000
 """An order acts on its strategy's latest opportunity if it was created within this of it."""
 RECONCILE_RETRY_S: Final = 10.0
+
+
+_T = TypeVar("_T")
+
+
+async def _answered(ask: Callable[[], Awaitable[_T | None]], what: str) -> _T:
+    """``ask()`` again every ``RECONCILE_RETRY_S`` until the venue answers."""
+    while True:
+        answer = await ask()
+        if answer is not None:
+            return answer
+        logger.error(f"{what}: a venue did not answer; asking again in {RECONCILE_RETRY_S:.0f} s")
+        await asyncio.sleep(RECONCILE_RETRY_S)
 
 
 def spill_dir(postgres: PostgresConfig, journal: JournalConfig) -> Path:
@@ -117,6 +135,20 @@ Recover = Callable[[OrderIntent, float], Awaitable[bool]]
 """The executor's ``recover``: asks the venue about one order; True once the venue answered."""
 
 
+class Venues(Protocol):
+    """The executor as the look-back uses it (runtime.trading.execution.Executor)."""
+
+    async def orders_since(
+        self, symbols: Mapping[str, Iterable[str]], since_ns: int
+    ) -> list[tuple[str, ListedOrder]] | None: ...
+
+    async def outcome(
+        self, intent: OrderIntent, settle_s: float
+    ) -> tuple[OrderResult, Fill | None] | None: ...
+
+    async def recover(self, intent: OrderIntent, settle_s: float) -> bool: ...
+
+
 class Persistence:
     """See the module docstring."""
 
@@ -141,6 +173,10 @@ class Persistence:
         self.session = later_session(new_session(), self.replay.last_session)
         """This run's session: after every session the journal has seen (runtime.core.orders)."""
         self.in_doubt: dict[str, OrderSent] = {}
+        self.marks: dict[str, str] = {}
+        """Per strategy, the id of the last order sent (runtime.persistence.lookback)."""
+        self.look_back_from: int | None = None
+        """Restored from a snapshot: the venues' orders from then on are read before trading."""
         self.restored_from = ""
         self.unrestored = ""
         """Why state that should have been restored was not: the engine runs on start balances."""
@@ -180,6 +216,8 @@ class Persistence:
         """Journal ``intents``; the reason to block them if that failed, else None."""
         if not self.active:
             return None
+        if self.look_back_from is not None:
+            return "looking back: the venues' orders of the engine before this one are read first"
         orders = [OrderSent(intent, self._opportunity_of(intent)) for intent in intents]
         if self.journal is not None:
             try:
@@ -189,6 +227,7 @@ class Persistence:
                 return f"order journal unavailable: {exc.strerror or exc}"
         for order in orders:
             self._open[order.intent.client_order_id] = order
+            self.marks[order.intent.strategy] = order.intent.client_order_id
         if self.writer is not None:
             self._record_ticks_of(intents)
         return None
@@ -360,8 +399,25 @@ class Persistence:
                 for intent in snapshot.open_orders or ():
                     self.in_doubt[intent.client_order_id] = OrderSent(intent)
             self.restored_from = "redis"
+            oldest = min(snapshot.ts_ns for snapshot in restored.snapshots.values())
+            self.look_back_from = oldest - int(self._journal_settings.look_back_s * 1e9)
         self.in_doubt.update(replay.open_orders)
+        self._restore_marks(restored)
         return accounts, fills
+
+    def _restore_marks(self, restored: Restored) -> None:
+        """The last id sent per strategy, from every record of one: a later snapshot must not
+        claim fewer orders than the accounts it holds."""
+        checkpoint = self.replay.checkpoint
+        accounts = checkpoint.accounts.items() if checkpoint is not None else ()
+        sent = [(name, state.last_sent) for name, state in accounts]
+        sent += [(name, snapshot.last_sent) for name, snapshot in restored.snapshots.items()]
+        sent += [(o.intent.strategy, o.intent.client_order_id) for o in self.in_doubt.values()]
+        sent += [
+            (d.result.intent.strategy, d.result.intent.client_order_id) for d in self.replay.done
+        ]
+        for strategy, order_id in sent:
+            self.marks[strategy] = later_id(self.marks.get(strategy, ""), order_id)
 
     def _report_problems(self, restored: Restored) -> None:
         if restored.unreachable and not self.restored_from:
@@ -414,6 +470,44 @@ class Persistence:
                 del self.in_doubt[order_id]
                 self.event("order_reconciled", order_id)
 
+    async def look_back(self, venues: Venues, markets: Iterable[tuple[str, str]]) -> None:
+        """Find the orders the previous engine sent after the snapshot this one restored
+        (runtime.persistence.lookback); call once the account locks are held and the settle
+        time has passed. Trading stays blocked until the venues have answered."""
+        since = self.look_back_from
+        if since is None:
+            return
+        symbols: dict[str, list[str]] = {}
+        for venue, symbol in markets:
+            symbols.setdefault(venue, []).append(symbol)
+        listed = await _answered(lambda: venues.orders_since(symbols, since), "listing orders")
+        found = sort_listed(listed, self.marks, self.session, self.in_doubt)
+        for intent in found.accounted:  # in the accounts: their rows only
+            outcome = await _answered(partial(venues.outcome, intent, 0.0), intent.client_order_id)
+            self._rewrite_rows(*outcome)
+        for intent in found.in_doubt:
+            self.in_doubt[intent.client_order_id] = self._open[intent.client_order_id] = OrderSent(
+                intent
+            )
+            self.marks[intent.strategy] = later_id(
+                self.marks[intent.strategy], intent.client_order_id
+            )
+        detail = (
+            f"{len(listed)} orders listed since {since}: {len(found.in_doubt)} after the snapshot, "
+            f"{len(found.accounted)} in it"
+        )
+        logger.info(f"look-back: {detail}")
+        self.event("look_back_done", detail)
+        self.look_back_from = None  # trading may start; what is in doubt reports meanwhile
+        await self.reconcile(venues.recover)
+
+    def _rewrite_rows(self, result: OrderResult, fill: Fill | None) -> None:
+        if self.writer is None:
+            return
+        self.writer.put("orders", order_row(result, None, self._clock_ns()))
+        if fill is not None:
+            self.writer.put("fills", fill_row(fill, 1))
+
     # --- checkpoints and snapshots ------------------------------------------------------------
 
     def _checkpoint_now(self) -> Checkpoint:
@@ -425,6 +519,7 @@ class Persistence:
                 [(venue, asset, x) for (venue, asset), x in portfolio.account(strategy).items()],
                 dict(portfolio.fees_paid.get(strategy, {})),
                 portfolio.fills.get(strategy, 0),
+                self.marks.get(strategy, ""),
             )
             for strategy in list(portfolio.strategies())
         }
@@ -459,11 +554,16 @@ class Persistence:
                 open_orders=[o.intent for o in self._open.values() if o.intent.strategy == name],
                 pnl=engine.pnl(name),
                 state=engine.save_state(name),
+                last_sent=self.marks.get(name, ""),
             )
         return snapshots
 
     async def save_snapshot(self) -> bool:
-        return self.snapshots is not None and await self.snapshots.save(self.snapshot_now())
+        """Save the accounts to Redis; not while looking back (they are not whole yet: the
+        snapshot restored from stays, and the next engine looks back from it again)."""
+        if self.snapshots is None or self.look_back_from is not None:
+            return False
+        return await self.snapshots.save(self.snapshot_now())
 
     async def _maintain(self) -> None:
         assert self.writer is not None

@@ -154,6 +154,11 @@ class JournalConfig(_Frozen):
     settle_s: NonNegativeFloat = 5.0
     """After a restart, an order the venue does not know is declared never sent only once it is
     this old: the venues' ``recvWindow`` (5 s) refuses an order that arrives later than that."""
+    look_back_s: PositiveFloat = 60.0
+    """Started from a Redis snapshot (the journal lost with its node, or none): the venues'
+    orders are listed from this long before the snapshot (runtime.persistence.lookback). It
+    bounds the rows a lost writer had not yet written that are written again, and the clock
+    difference between engine and venue it tolerates."""
 
 
 class ShutdownConfig(_Frozen):

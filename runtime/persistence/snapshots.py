@@ -39,6 +39,7 @@ class Meta(msgspec.Struct, frozen=True):
     session: str
     fills: int
     pnl: float | None
+    last_sent: str = ""
 
 
 class StrategySnapshot(msgspec.Struct, frozen=True):
@@ -56,6 +57,9 @@ class StrategySnapshot(msgspec.Struct, frozen=True):
     """None when the stored ones were damaged."""
     pnl: float | None = None
     state: dict[str, Any] | None = None
+    last_sent: str = ""
+    """The client order id of the last order sent by then ("" if none): every later order of
+    this strategy is not in the snapshot (runtime.persistence.lookback)."""
 
 
 _TYPES: Final[Mapping[str, Any]] = {
@@ -89,7 +93,14 @@ def _unseal(part: str, raw: bytes) -> Any:
 
 
 def _fields(snapshot: StrategySnapshot) -> dict[str, bytes]:
-    meta = Meta(FORMAT_VERSION, snapshot.ts_ns, snapshot.session, snapshot.fills, snapshot.pnl)
+    meta = Meta(
+        FORMAT_VERSION,
+        snapshot.ts_ns,
+        snapshot.session,
+        snapshot.fills,
+        snapshot.pnl,
+        snapshot.last_sent,
+    )
     return {
         "meta": _seal(meta),
         "balances": _seal(snapshot.balances),
@@ -205,4 +216,5 @@ def _decode(key: str, raw: Mapping[Any, Any], problems: list[str]) -> StrategySn
         open_orders=parts.get("open_orders"),
         pnl=meta.pnl,
         state=parts.get("state"),
+        last_sent=meta.last_sent,
     )

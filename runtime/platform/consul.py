@@ -416,6 +416,8 @@ class ConsulLink:
         self.locks: SessionLocks | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._poke = asyncio.Event()
+        self.locks_taken = asyncio.Event()
+        """Set once every account lock has been held: no engine before this one sends any more."""
         self.kill_switch_read = False
         self._kill_reason: str | None = None
         self.status: Status = "critical"
@@ -470,8 +472,10 @@ class ConsulLink:
         }
         if self.needs_lock:
             self.locks = SessionLocks(
-                self._api, self.settings, owner, self._accounts, self._poke.set
+                self._api, self.settings, owner, self._accounts, self._locks_changed
             )
+        else:
+            self.locks_taken.set()
         jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
             ("consul-check", self._report()),
             ("consul-kill-switch", self._watch_kill_switch()),
@@ -482,6 +486,11 @@ class ConsulLink:
                 (f"consul-lock-{lock.name}", self.locks.hold(lock)) for lock in self.locks.locks
             ]
         self._tasks = [asyncio.create_task(job, name=name) for name, job in jobs]
+
+    def _locks_changed(self) -> None:
+        if self.locks is not None and self.locks.held():
+            self.locks_taken.set()
+        self._poke.set()
 
     async def stop(self) -> None:
         """Release the locks and deregister; a no-op if not started or already stopped."""

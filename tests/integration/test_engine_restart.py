@@ -210,14 +210,20 @@ async def restored_balances(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("node", ["same node", "new node"])
 async def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(
     simulator: ExchangeSimulator,
     migrated: str,
     redis_url: str,
     redis_prefix: tuple[str, str],
     tmp_path: Path,
+    node: str,
 ) -> None:
-    strategy, deployment = "burst-kill", redis_prefix[1]
+    """Restarted on the same node, the engine has its journal; on a new node (the journal lost
+    with the old one) it has the Redis snapshot, and what the venue lists after it
+    (runtime/persistence/lookback.py). Either way: the database and the accounts match the venue."""
+    strategy = "burst-kill" if node == "same node" else "burst-lost"
+    deployment = redis_prefix[1]
     config = write_config(tmp_path, simulator, migrated, redis_url, (strategy, deployment))
     first = EngineProcess(config, tmp_path / "first.log")
     in_flight: list[str] = []
@@ -235,10 +241,18 @@ async def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(
     await until(lambda: simulator.open_connections == 0, 30, "the dead engine's connections")
     venue = dict(simulator.orders)
 
+    if node == "new node":  # the same deployment's config, a journal directory of its own
+        (tmp_path / "new-node").mkdir()
+        config = write_config(
+            tmp_path / "new-node", simulator, migrated, redis_url, (strategy, deployment)
+        )
     quiet = {"ARBFLEET_STRATEGIES__0__CONFIG__ACTIVE": "false"}  # it sends nothing new
-    second = EngineProcess(config, tmp_path / "second.log", **quiet)
+    log = config.parent / "second.log"
+    second = EngineProcess(config, log, **quiet)
     await second.start()
     await second.running()
+    if node == "new node":
+        await until(lambda: "look-back:" in log.read_text(), 60, "the look-back")
     second_process = second.process
     assert second_process is not None
     second_process.send_signal(signal.SIGTERM)
@@ -253,7 +267,7 @@ async def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(
         key: pytest.approx(amount, rel=1e-12, abs=1e-9)
         for key, amount in venue_balances(venue).items()
     }
-    assert OrderJournal(tmp_path / "journal").replay().open_orders == {}
+    assert OrderJournal(config.parent / "journal").replay().open_orders == {}
 
 
 async def secrets_in_stores(dsn: str, redis_url: str, deployment: str, secrets: list[str]) -> str:

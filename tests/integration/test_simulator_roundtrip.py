@@ -241,6 +241,46 @@ async def test_live_executor_signs_orders_that_the_simulator_fills(
     assert set(simulator.orders) == {"live-t-binance-1", "live-t-upbit-1"}
 
 
+async def test_the_venues_list_the_accounts_orders_from_a_time_as_intents_could_be_rebuilt(
+    simulator: ExchangeSimulator,
+) -> None:
+    """``orders_since`` (allOrders, orders/closed): what a new node's engine reads of the orders
+    its lost predecessor sent (runtime/persistence/lookback.py)."""
+    recorder = Recorder()
+    executor = live_executor(simulator, Books(), recorder)
+    btc = simulator.model.ladders[("binance", "BTC/USDT")]
+    krw = simulator.model.ladders[("upbit", "BTC/KRW")]
+    executor.submit(intent("binance", "BTC/USDT", "buy", 0.01, btc.ask * 1.01, n=1))
+    await wait_for(lambda: len(recorder.results) == 1, timeout_s=15)
+    since = time.time_ns()
+    await asyncio.sleep(0.01)  # Binance lists by millisecond: the first order is before ``since``
+    executor.submit(intent("binance", "BTC/USDT", "sell", 0.02, btc.bid * 0.99, n=2))
+    executor.submit(intent("upbit", "BTC/KRW", "sell", 0.01, krw.bid * 0.99, n=3))
+    await wait_for(lambda: len(recorder.results) == 3, timeout_s=15)
+    # Upbit's times have whole seconds: its list is asked from the second ``since`` falls in.
+    binance = await executor.orders_since({"binance": ["BTC/USDT", "ETH/USDT"]}, since)
+    upbit = await executor.orders_since({"upbit": ["BTC/KRW"]}, since // 10**9 * 10**9)
+    by_id = {
+        order.client_order_id: (venue, order) for venue, order in (binance or []) + (upbit or [])
+    }
+    assert set(by_id) == {"live-t-binance-2", "live-t-upbit-3"}
+    venue, order = by_id["live-t-binance-2"]
+    assert (venue, order.symbol, order.side, order.quantity) == (
+        "binance",
+        "BTC/USDT",
+        "sell",
+        0.02,
+    )
+    assert order.limit_price == pytest.approx(btc.bid * 0.99, rel=1e-6)
+    assert abs(order.created_ns - since) < 5e9
+    venue, order = by_id["live-t-upbit-3"]
+    assert (venue, order.symbol, order.side, order.quantity) == ("upbit", "BTC/KRW", "sell", 0.01)
+    markets = {"binance": ["BTC/USDT"], "upbit": ["BTC/KRW"]}
+    everything = await executor.orders_since(markets, 0)
+    assert {o.client_order_id for _, o in everything or []} == set(simulator.orders)
+    await executor.close()
+
+
 async def test_a_wrong_secret_is_refused_and_never_logged(
     simulator: ExchangeSimulator, capfd: pytest.CaptureFixture[str]
 ) -> None:

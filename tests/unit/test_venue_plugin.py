@@ -117,6 +117,9 @@ TINYEX = {
             async def find(self, client_order_id):
                 return None
 
+            async def orders_since(self, symbol, since_ns):
+                return []
+
             async def warm_up(self):
                 pass
 

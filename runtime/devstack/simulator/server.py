@@ -5,9 +5,11 @@ This is the one stand-in for real exchanges, used by the tests, the demo and the
 Websockets: ``/stream?streams=...`` and ``/ws/<stream>`` as Binance (bookTicker, depth diffs with
 update ids, trades; text frames), ``/upbit/websocket/v1`` as Upbit (send a subscription, receive
 orderbook snapshots and trades as binary frames). REST: ``GET /api/v3/depth``, and signed order
-endpoints — ``POST``/``GET /api/v3/order`` checked like Binance (``X-MBX-APIKEY``, HMAC-SHA256
-``signature``, ``timestamp`` within ``recvWindow``) and ``POST /upbit/v1/orders``,
-``GET /upbit/v1/order`` checked like Upbit (a JWT whose ``query_hash`` covers the parameters).
+endpoints — ``POST``/``GET /api/v3/order`` and ``GET /api/v3/allOrders`` checked like Binance
+(``X-MBX-APIKEY``, HMAC-SHA256 ``signature``, ``timestamp`` within ``recvWindow``) and
+``POST /upbit/v1/orders``, ``GET /upbit/v1/order`` and ``GET /upbit/v1/orders/closed`` checked
+like Upbit (a JWT whose ``query_hash`` covers the parameters). The lists leave out what the
+venues' lists leave out (Binance's ``fills``, Upbit's ``trades``).
 Orders are immediate-or-cancel and settle against the simulator's current book at once.
 API keys can be created, listed and revoked (``/admin/keys``, runtime/devstack/simulator/keys.py); a
 revoked or unknown key is refused with 401.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,8 +150,10 @@ class ExchangeSimulator:
         app.router.add_get("/api/v3/depth", self._binance_depth)
         app.router.add_post("/api/v3/order", self._binance_new_order)
         app.router.add_get("/api/v3/order", self._binance_query_order)
+        app.router.add_get("/api/v3/allOrders", self._binance_all_orders)
         app.router.add_post("/upbit/v1/orders", self._upbit_new_order)
         app.router.add_get("/upbit/v1/order", self._upbit_query_order)
+        app.router.add_get("/upbit/v1/orders/closed", self._upbit_closed_orders)
         app.router.add_get("/health", self._health)
         app.router.add_get("/api/v3/ping", self._ping)
         app.router.add_get("/upbit/v1/market/all", self._upbit_markets)
@@ -538,6 +543,57 @@ class ExchangeSimulator:
             return web.json_response({"code": -2013, "msg": "Order does not exist."}, status=400)
         return web.json_response(order)
 
+    async def _binance_all_orders(self, request: web.Request) -> web.Response:
+        """The account's orders of one symbol, as ``GET /api/v3/allOrders`` lists them: from
+        ``orderId`` if given, else from ``startTime``, oldest first, at most ``limit``."""
+        params = await self._binance_params(request)
+        if isinstance(params, web.Response):
+            return params
+        try:
+            symbol = params["symbol"]
+            from_id = int(params.get("orderId", "0"))
+            start_ms = int(params.get("startTime", "0")) if not from_id else 0
+            limit = min(int(params.get("limit", "500")), 1000)
+        except (KeyError, ValueError):
+            return web.json_response(
+                {"code": -1102, "msg": "Mandatory parameter missing or malformed."}, status=400
+            )
+        listed = sorted(
+            (
+                order
+                for order in self.orders.values()
+                if order.get("symbol") == symbol
+                and order["orderId"] >= from_id
+                and order["transactTime"] >= start_ms
+            ),
+            key=lambda order: order["orderId"],
+        )[:limit]
+        return web.json_response([_binance_listed(order) for order in listed])
+
+    async def _upbit_closed_orders(self, request: web.Request) -> web.Response:
+        """``GET /v1/orders/closed``: the account's done and cancelled orders of a market
+        created at or after ``start_time`` (ms; times have whole seconds, as Upbit's do)."""
+        params = dict(request.query)
+        refused_auth = self._upbit_auth(request, params)
+        if refused_auth is not None:
+            return refused_auth
+        try:
+            start_s = int(params.get("start_time", "0")) / 1000
+            limit = min(int(params.get("limit", "100")), 1000)
+        except ValueError:
+            return web.json_response(
+                {"error": {"name": "validation_error", "message": "start_time/limit"}}, status=400
+            )
+        listed = [
+            {key: value for key, value in order.items() if key != "trades"}
+            for order in self.orders.values()
+            if order.get("market") == params.get("market")
+            and "uuid" in order
+            and _upbit_created_s(order) >= start_s
+        ]
+        listed.sort(key=_upbit_created_s, reverse=params.get("order_by") != "asc")
+        return web.json_response(listed[:limit])
+
     def _upbit_auth(self, request: web.Request, params: dict[str, Any]) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ")
@@ -694,6 +750,17 @@ async def _close(ws: web.WebSocketResponse) -> None:
 
 def _fmt(value: float) -> str:
     return f"{value:.8f}"
+
+
+def _binance_listed(order: dict[str, Any]) -> dict[str, Any]:
+    """An order as allOrders lists it: no fills, its times named as there."""
+    listed = {key: value for key, value in order.items() if key not in ("fills", "transactTime")}
+    listed |= {"time": order["transactTime"], "updateTime": order["transactTime"]}
+    return listed
+
+
+def _upbit_created_s(order: dict[str, Any]) -> float:
+    return datetime.datetime.fromisoformat(order["created_at"]).timestamp()
 
 
 def _binance_ticker(venue_symbol: str, ladder: Ladder, update_id: int) -> dict[str, Any]:

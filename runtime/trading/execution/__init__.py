@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from runtime.core.orders import Fill, OrderIntent, OrderResult
+from runtime.core.venue import ListedOrder
 
 FillHandler = Callable[[Fill], None]
 ResultHandler = Callable[[OrderResult], None]
@@ -29,6 +30,19 @@ class Executor(Protocol):
         """Report, through the handlers, what became of ``intent``: sent by an earlier run of
         the engine that stopped before hearing back. Never sends it. False if that cannot be
         known yet (the venue could not be asked)."""
+        ...
+
+    async def outcome(
+        self, intent: OrderIntent, settle_s: float
+    ) -> tuple[OrderResult, Fill | None] | None:
+        """What ``recover`` would report, reported to no one; None if it cannot be known yet."""
+        ...
+
+    async def orders_since(
+        self, symbols: Mapping[str, Iterable[str]], since_ns: int
+    ) -> list[tuple[str, ListedOrder]] | None:
+        """(venue, order) for every order the venues list for ``symbols`` (venue -> symbols)
+        taken at or after ``since_ns``; None if a venue could not be asked."""
         ...
 
     async def close(self) -> None: ...

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from runtime.core.errors import (
@@ -28,7 +28,7 @@ from runtime.core.errors import (
 from runtime.core.instruments import split_symbol
 from runtime.core.logging import BoundedLog, logger
 from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
-from runtime.core.venue import UNKNOWN_OUTCOME, VenueClient, VenueOrder
+from runtime.core.venue import UNKNOWN_OUTCOME, ListedOrder, VenueClient, VenueOrder
 from runtime.trading.book import Books
 from runtime.trading.execution import FillHandler, ResultHandler
 from runtime.trading.portfolio import Portfolio
@@ -168,15 +168,26 @@ class LiveExecutor:
             self.retries += 1
 
     async def recover(self, intent: OrderIntent, settle_s: float) -> bool:
-        """Ask the venue what became of ``intent`` (sent by an earlier run), never resend it.
+        """Ask the venue what became of ``intent`` (sent by an earlier run), never resend it,
+        and report it. False if the venue cannot be asked now; the order stays in doubt."""
+        outcome = await self.outcome(intent, settle_s)
+        if outcome is None:
+            return False
+        self._report_outcome(*outcome)
+        return True
 
-        An order the venue does not know is reported cancelled (code ``not_sent``) once it is
+    async def outcome(
+        self, intent: OrderIntent, settle_s: float
+    ) -> tuple[OrderResult, Fill | None] | None:
+        """What the venue says became of ``intent``, reported to no one; None if it cannot be
+        asked now.
+
+        An order the venue does not know is cancelled (code ``not_sent``) once it is
         ``settle_s`` old: a request still on its way would be refused by then (``recvWindow``).
-        False if the venue cannot be asked now; the order stays in doubt.
         """
         client = self._clients.get(intent.venue)
         if client is None:
-            return False
+            return None
         try:
             order = await client.find(intent.client_order_id)
             wait_s = settle_s - (self._clock_ns() - intent.created_ns) / 1e9
@@ -187,15 +198,32 @@ class LiveExecutor:
             logger.bind(venue=intent.venue, client_order_id=intent.client_order_id).warning(
                 f"order {intent.client_order_id} still in doubt: {exc}"
             )
-            return False
+            return None
         if order is None:
             reason = "never reached the venue: the engine stopped before sending it"
-            self._on_result(
-                OrderResult(intent, OrderStatus.CANCELED, 0.0, 0.0, reason, code="not_sent")
-            )
-        else:
-            self._report(intent, order)
-        return True
+            return OrderResult(
+                intent, OrderStatus.CANCELED, 0.0, 0.0, reason, code="not_sent"
+            ), None
+        return self._outcome_of(intent, order)
+
+    async def orders_since(
+        self, symbols: Mapping[str, Iterable[str]], since_ns: int
+    ) -> list[tuple[str, ListedOrder]] | None:
+        """(venue, order) for every order the venues list for ``symbols`` (venue -> symbols)
+        taken at or after ``since_ns``; None if a venue could not be asked."""
+        listed: list[tuple[str, ListedOrder]] = []
+        for venue, venue_symbols in symbols.items():
+            client = self._clients.get(venue)
+            if client is None:
+                continue
+            for symbol in venue_symbols:
+                try:
+                    orders = await client.orders_since(symbol, since_ns)
+                except (ExchangeError, *UNKNOWN_OUTCOME) as exc:
+                    logger.bind(venue=venue).warning(f"{venue} {symbol} orders not listed: {exc}")
+                    return None
+                listed += [(venue, order) for order in orders]
+        return listed
 
     async def _find_quietly(self, client: VenueClient, client_order_id: str) -> VenueOrder | None:
         try:
@@ -214,6 +242,12 @@ class LiveExecutor:
         )
 
     def _report(self, intent: OrderIntent, order: VenueOrder) -> None:
+        self._report_outcome(*self._outcome_of(intent, order))
+
+    def _outcome_of(
+        self, intent: OrderIntent, order: VenueOrder
+    ) -> tuple[OrderResult, Fill | None]:
+        fill = None
         if order.filled > 0:
             _, quote = split_symbol(intent.symbol)
             fill = Fill(
@@ -228,13 +262,16 @@ class LiveExecutor:
                 quote,
                 self._clock_ns(),
             )
+        result = OrderResult(
+            intent, order.status, order.filled, order.average_price, "", order.venue_order_id
+        )
+        return result, fill
+
+    def _report_outcome(self, result: OrderResult, fill: Fill | None) -> None:
+        if fill is not None:
             self._portfolio.apply_fill(fill)
             self._on_fill(fill)
-        self._on_result(
-            OrderResult(
-                intent, order.status, order.filled, order.average_price, "", order.venue_order_id
-            )
-        )
+        self._on_result(result)
 
     async def close(self) -> None:
         for task in list(self._tasks):

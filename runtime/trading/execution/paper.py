@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 import msgspec
@@ -24,6 +24,7 @@ from pydantic import NonNegativeFloat
 from runtime.core.events import Level
 from runtime.core.instruments import split_symbol
 from runtime.core.orders import Fill, OrderIntent, OrderResult, OrderStatus
+from runtime.core.venue import ListedOrder
 from runtime.trading.book import Books
 from runtime.trading.execution import FillHandler, ResultHandler
 from runtime.trading.portfolio import Portfolio
@@ -174,12 +175,20 @@ class PaperExecutor:
         """Nothing to prepare: paper orders live in memory."""
 
     async def recover(self, intent: OrderIntent, settle_s: float) -> bool:
+        result, _ = await self.outcome(intent, settle_s)
+        self._on_result(result)
+        return True
+
+    async def outcome(self, intent: OrderIntent, settle_s: float) -> tuple[OrderResult, None]:
         """A paper order lived in the memory of the process that stopped: it never filled."""
         reason = "paper order lost with the engine that held it"
-        self._on_result(
-            OrderResult(intent, OrderStatus.CANCELED, 0.0, 0.0, reason, code="not_sent")
-        )
-        return True
+        return OrderResult(intent, OrderStatus.CANCELED, 0.0, 0.0, reason, code="not_sent"), None
+
+    async def orders_since(
+        self, symbols: Mapping[str, Iterable[str]], since_ns: int
+    ) -> list[tuple[str, ListedOrder]]:
+        """No venue has ever seen a paper order."""
+        return []
 
     async def close(self) -> None:
         """Nothing to release: paper orders live in memory."""

@@ -12,11 +12,12 @@ from typing import Any, Final
 
 from runtime.core.errors import OrderRejectedError
 from runtime.core.orders import OrderIntent, OrderStatus
-from runtime.core.venue import VenueOrder
+from runtime.core.venue import ListedOrder, VenueOrder
 from runtime.venues.binance.signing import binance_signed_query
 from runtime.venues.rest import RestClient
 
 RECV_WINDOW_MS: Final = 5_000
+PAGE: Final = 1_000  # allOrders' largest ``limit``
 
 
 class BinanceClient(RestClient):
@@ -56,6 +57,34 @@ class BinanceClient(RestClient):
                 return None
             raise
         return _binance_order(body)
+
+    async def orders_since(self, symbol: str, since_ns: int) -> list[ListedOrder]:
+        """``GET /api/v3/allOrders`` from ``startTime``, then page on by ``orderId``."""
+        params = {
+            "symbol": self._venue_symbol(symbol),
+            "startTime": str(since_ns // 1_000_000),
+            "limit": str(PAGE),
+        }
+        listed: list[ListedOrder] = []
+        while True:
+            _, page = await self._request("GET", lambda: self._signed("/api/v3/allOrders", params))
+            listed += [_listed(symbol, order) for order in page]
+            if len(page) < PAGE:
+                return listed
+            params.pop("startTime", None)
+            params["orderId"] = str(int(page[-1]["orderId"]) + 1)
+
+
+def _listed(symbol: str, order: dict[str, Any]) -> ListedOrder:
+    price = float(order.get("price", 0.0))
+    return ListedOrder(
+        str(order["clientOrderId"]),
+        symbol,
+        "buy" if order["side"] == "BUY" else "sell",
+        float(order["origQty"]),
+        price or None,
+        int(order["time"]) * 1_000_000,
+    )
 
 
 def _binance_order(body: dict[str, Any]) -> VenueOrder:

@@ -6,14 +6,17 @@ The intent's client order id travels as ``identifier``; ``find`` asks for it by 
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from runtime.core.errors import OrderRejectedError
 from runtime.core.orders import OrderIntent, OrderStatus
-from runtime.core.venue import VenueOrder
+from runtime.core.venue import ListedOrder, VenueOrder
 from runtime.venues.rest import RestClient
 from runtime.venues.upbit.signing import upbit_token
+
+PAGE: Final = 1_000  # /v1/orders/closed's largest ``limit``
 
 
 class UpbitClient(RestClient):
@@ -52,6 +55,45 @@ class UpbitClient(RestClient):
                 return None
             raise
         return _upbit_order(answer)
+
+    async def orders_since(self, symbol: str, since_ns: int) -> list[ListedOrder]:
+        """``GET /v1/orders/closed`` from ``start_time``, oldest first, paged on by the last
+        order's time (an immediate-or-cancel order is closed once it has been answered)."""
+        market = self._venue_symbol(symbol)
+        start_ms = since_ns // 1_000_000
+        params = {"market": market, "limit": str(PAGE), "order_by": "asc"}
+        listed: dict[str, ListedOrder] = {}
+        while True:
+            params["start_time"] = str(start_ms)
+            _, page = await self._request(
+                "GET",
+                lambda: ("/v1/orders/closed", {"params": params, "headers": self._auth(params)}),
+            )
+            for order in page:
+                if order.get("identifier"):  # orders placed without one are not ours
+                    listed[order["uuid"]] = _listed(symbol, order)
+            if len(page) < PAGE:
+                return list(listed.values())
+            # Times have whole seconds: the last second comes again (its orders are kept once).
+            last_ms = _created_ns(page[-1]) // 1_000_000
+            start_ms = last_ms if last_ms > start_ms else start_ms + 1_000
+
+
+def _listed(symbol: str, order: dict[str, Any]) -> ListedOrder:
+    price = float(order.get("price") or 0.0)
+    return ListedOrder(
+        str(order["identifier"]),
+        symbol,
+        "buy" if order["side"] == "bid" else "sell",
+        float(order["volume"]),
+        price or None,
+        _created_ns(order),
+    )
+
+
+def _created_ns(order: dict[str, Any]) -> int:
+    created = datetime.datetime.fromisoformat(str(order["created_at"]))
+    return int(created.timestamp()) * 1_000_000_000
 
 
 def _upbit_order(body: dict[str, Any]) -> VenueOrder:
