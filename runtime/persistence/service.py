@@ -657,6 +657,8 @@ class Persistence:
             )
         if self.snapshots is not None and not self.snapshots.available:
             reasons.append(f"redis unreachable: snapshots paused ({self.snapshots.last_error})")
+        if self.snapshots is not None and self.snapshots.superseded:
+            reasons.append(f"snapshots refused: session {self.snapshots.superseded} is newer")
         if self.in_doubt:
             reasons.append(f"{len(self.in_doubt)} orders in doubt: the venue could not be asked")
         if self.unrestored:

@@ -5,8 +5,13 @@ One Redis hash per strategy, ``arbfleet:<environment>:<deployment>:<strategy>:sn
 one field per part (``meta``, ``balances``, ``positions``, ``fees``, ``open_orders``, ``state``),
 so an operator can ``HGET`` the part they want. Every field is ``<crc32 hex>:<JSON>``; a field
 that fails its checksum or does not decode is reported by key and field, and the other fields
-and strategies are still restored. All strategies are written in one ``MULTI``/``EXEC``, so a
-reader never sees half of a snapshot.
+and strategies are still restored. All strategies are written by one script, so a reader never
+sees half of a snapshot.
+
+Fenced by session: a ``session`` field names the engine run that wrote the snapshot, and the
+script writes nothing if a later session (sessions only grow) has written any of the keys. An
+engine cut off from Consul but not from Redis, replaced meanwhile, cannot overwrite its
+replacement's accounts with its own older ones (``superseded`` says by whom).
 
 Redis unreachable: ``save`` raises nothing; it records the failure (``available``,
 ``last_error``) for the health report, and the next periodic save tries again.
@@ -70,6 +75,26 @@ _TYPES: Final[Mapping[str, Any]] = {
     "open_orders": list[OrderIntent],
     "state": dict[str, Any] | None,
 }
+# KEYS: the strategies' snapshot keys; ARGV[1]: the writer's session, then per key the number of
+# fields and the field/value pairs. Returns nil when written, else the later session found.
+# Sessions are base-36 numbers without leading zeros: longer is later, then by character.
+_SAVE_FENCED: Final = """
+local session = ARGV[1]
+for _, key in ipairs(KEYS) do
+  local stored = redis.call('HGET', key, 'session')
+  if stored and (#stored > #session or (#stored == #session and stored > session)) then
+    return stored
+  end
+end
+local i = 2
+for _, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[i])
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'session', session, unpack(ARGV, i + 1, i + 2 * n))
+  i = i + 1 + 2 * n
+end
+return nil
+"""
 _encoder = msgspec.json.Encoder()
 _decoders: Final = {part: msgspec.json.Decoder(kind) for part, kind in _TYPES.items()}
 
@@ -137,21 +162,37 @@ class SnapshotStore:
         self.last_error = ""
         self.last_saved_ns = 0
         self.saves = 0
+        self.superseded = ""
+        """The later session whose snapshot this store refused to overwrite ("" if none)."""
+        self._save_fenced = self._client.register_script(_SAVE_FENCED)
 
     def key(self, strategy: str) -> str:
         return f"{self.prefix}:{strategy}:snapshot"
 
     async def save(self, snapshots: Mapping[str, StrategySnapshot]) -> bool:
-        """Write every strategy's snapshot at once; False (and health degraded) if Redis is away."""
-        pipe = self._client.pipeline(transaction=True)
-        for strategy, snapshot in snapshots.items():
-            key = self.key(strategy)
-            pipe.delete(key)
-            pipe.hset(key, mapping=_fields(snapshot))  # type: ignore[arg-type]
+        """Write every strategy's snapshot at once, unless a later session has written one;
+        False (and health degraded) if Redis is away or the snapshot was refused."""
+        if not snapshots:
+            return True
+        session = next(iter(snapshots.values())).session
+        args: list[bytes | str | int] = [session]
+        for snapshot in snapshots.values():
+            fields = _fields(snapshot)
+            args.append(len(fields))
+            for name, value in fields.items():
+                args += [name, value]
         try:
-            await pipe.execute()
+            later = await self._save_fenced(keys=[self.key(s) for s in snapshots], args=args)
         except (RedisError, OSError) as exc:
             self._failed(exc)
+            return False
+        if later is not None:
+            if not self.superseded:
+                logger.error(
+                    f"snapshot not saved: session {later.decode()} (a later engine of this "
+                    "deployment) has written its own; this engine is not the one trading"
+                )
+            self.superseded = later.decode()
             return False
         if not self.available:
             logger.info(f"redis at {describe_url(self._url)} reachable again: snapshots resume")

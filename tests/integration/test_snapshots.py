@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
 from runtime.config import load_config
@@ -49,12 +50,31 @@ async def test_snapshots_go_in_one_hash_per_strategy_and_come_back(
     fields = await client.hkeys(f"arbfleet:test:{redis_prefix[1]}:alpha:snapshot")
     await client.aclose()
     assert sorted(fields) == sorted(
-        f.encode() for f in ("meta", "balances", "positions", "fees", "open_orders", "state")
+        f.encode()
+        for f in ("meta", "balances", "positions", "fees", "open_orders", "state", "session")
     )
     restored = await store.load(["alpha", "beta", "gamma"])
     await store.close()
     assert restored.problems == []
     assert restored.snapshots == saved  # gamma never saved one
+
+
+async def test_an_engine_replaced_meanwhile_cannot_overwrite_the_later_snapshot(
+    redis_url: str, redis_prefix: tuple[str, str]
+) -> None:
+    """A partitioned engine still reaching Redis keeps saving: its replacement's (later session)
+    snapshot must stay. Sessions compare as base-36 numbers: a longer one is later."""
+    store = SnapshotStore(redis_url, *redis_prefix)
+    replacement = msgspec.structs.replace(snapshot("alpha"), session="zzzzzz", fills=7)
+    assert await store.save({"alpha": replacement, "beta": snapshot("beta")})
+    stale = msgspec.structs.replace(snapshot("alpha"), session="zzzzzy", fills=5)
+    assert not await store.save({"alpha": stale, "beta": snapshot("beta")})
+    assert store.superseded == "zzzzzz"
+    assert (await store.load(["alpha"])).snapshots["alpha"].fills == 7
+    later = msgspec.structs.replace(snapshot("alpha"), session="1000000", fills=9)
+    assert await store.save({"alpha": later})  # the replacement's own saves go on, and later ones
+    assert (await store.load(["alpha"])).snapshots["alpha"].fills == 9
+    await store.close()
 
 
 async def test_a_damaged_field_is_named_and_everything_else_restored(
