@@ -66,6 +66,22 @@ def consul(path: str, method: str = "GET", body: Any = None, token: str | None =
     return cluster.api(server, "consul", path, method, body, token or cluster.token("consul"))
 
 
+def register_external(service: str, address: str, port: int, tags: list[str]) -> None:
+    """A service that runs outside the cluster (a managed Redis, say) in its catalog, as Consul
+    models one: a node of its own marked external, no agent to check it. Jobs find it as they
+    find their own (the engine's template: ``<namespace>.<service>``)."""
+    node = {"Node": f"external-{service}", "Address": address}
+    consul(
+        "/v1/catalog/register",
+        "PUT",
+        {
+            **node,
+            "NodeMeta": {"external-node": "true"},
+            "Service": {"Service": service, "Tags": tags, "Address": address, "Port": port},
+        },
+    )
+
+
 def bao(path: str, method: str = "GET", body: Any = None) -> Any:
     return cluster.api(cluster.servers()[0], "vault", path, method, body, cluster._bao_token())
 

@@ -120,10 +120,12 @@ class ScratchPostgres:
 
 
 class ScratchRedis:
-    """A redis-server of its own, with an append-only file, so data survives ``stop``/``start``."""
+    """A redis-server of its own, with an append-only file, so data survives ``stop``/``start``;
+    on loopback and the addresses in ``also_on`` (e.g. the local cluster's bridge)."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, also_on: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.addresses = (HOST, *also_on)
         self.root = Path(tempfile.mkdtemp(prefix="arbfleet-scratch-redis-"))
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -132,8 +134,9 @@ class ScratchRedis:
         return f"redis://{HOST}:{self.port}/0"
 
     def start(self) -> None:
-        argv = ["redis-server", "--bind", HOST, "--port", str(self.port), "--dir", str(self.root),
-                "--appendonly", "yes", "--save", "", "--daemonize", "no"]  # fmt: skip
+        argv = ["redis-server", "--bind", *self.addresses, "--port", str(self.port),
+                "--dir", str(self.root), "--appendonly", "yes", "--save", "",
+                "--daemonize", "no"]  # fmt: skip
         log = (self.root / "redis.log").open("ab")
         self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -34,19 +34,25 @@ import signal
 import subprocess
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+import redis
 
 from runtime.config import ConsulConfig
 from runtime.core.errors import StackError
+from runtime.core.instruments import split_symbol
+from runtime.core.orders import order_position, strategy_part
 from runtime.devstack import cluster, netns
 from runtime.devstack import cluster_engines as ce
+from runtime.devstack.scratch import ScratchRedis
 from runtime.devstack.simulator.background import SimulatorThread
 from runtime.devstack.simulator.market import MarketParams
-from runtime.devstack.simulator.server import ExchangeSimulator, SimulatorConfig
+from runtime.devstack.simulator.server import ExchangeSimulator, Execution, SimulatorConfig
 from runtime.persistence.journal import OrderJournal
+from runtime.persistence.snapshots import SnapshotStore, StrategySnapshot
 
 DEPLOYMENT = "fail"
 JOB = ce.job_id(DEPLOYMENT)
@@ -67,7 +73,14 @@ class Load:
 
     sim: ExchangeSimulator
     thread: SimulatorThread
+    redis: ScratchRedis
     figures: dict[str, float] = field(default_factory=dict)
+
+    def executions(self) -> list[Execution]:
+        async def copy() -> list[Execution]:
+            return self.sim.executions()
+
+        return asyncio.run_coroutine_threadsafe(copy(), self.thread.loop).result(10)
 
     def orders(self) -> list[tuple[str, int]]:
         """(sender address, receive time ns) of every order the simulator accepted, in order;
@@ -143,14 +156,19 @@ def load() -> Iterator[Load]:
     try:
         cluster.up(say=print)
         thread = SimulatorThread(SimulatorConfig(host=bridge, market=LOAD))
-        with thread as sim:
+        # Redis outside the cluster (as a managed one would be), in its catalog: the snapshots
+        # outlive every node the tests kill.
+        with thread as sim, ScratchRedis(also_on=(bridge,)) as redis:
+            ce.register_external("redis", bridge, redis.port, tags=["default"])
             ce.provision_consul_token(JOB, ce.apply_engine_acl(JOB, ACCOUNTS))
             ce.provision_exchange_keys(JOB, ACCOUNTS)
             # The engine's keys come from OpenBao only: its vars hold none.
             assert "sim-key" not in ce.engine_variables(DEPLOYMENT, "sim:1", live=ACCOUNTS)
             started = time.time_ns()
-            ce.submit_engine(DEPLOYMENT, f"{bridge}:{sim.port}", live=ACCOUNTS)
-            state = Load(sim, thread)
+            ce.submit_engine(
+                DEPLOYMENT, f"{bridge}:{sim.port}", live=ACCOUNTS, redis_service="redis"
+            )
+            state = Load(sim, thread, redis)
             first = cluster.wait_for(
                 "the engine's first order",
                 lambda: [t for _, t in state.orders() if t > started],
@@ -304,10 +322,12 @@ def test_kill_9_of_the_engines_node_during_an_order_burst(load: Load) -> None:
     """The node's link down and every process in it SIGKILLed (agents and engine: a host lost),
     while its engine sends orders. Every order the simulator took from it is in its journal
     (written before sent: a restart there would know each one); the replacement on the other
-    client trades again with no client order id sent twice. Its journal stays on the dead node
-    (Nomad cannot migrate an ephemeral disk from it): without a store on the cluster the
-    replacement does not learn the dead engine's fills (runtime/persistence/journal.py, "Its
-    limit")."""
+    client trades again with no client order id sent twice. The journal stays on the dead node
+    (Nomad cannot migrate an ephemeral disk from it): the replacement starts from the Redis
+    snapshot and finds the orders sent after it in the venues' lists
+    (runtime/persistence/lookback.py). Then the deployment stops, and its accounts, as its last
+    snapshot holds them, are what the venue executed over the whole module: every fill of every
+    engine counted once, whichever drain, partition, leader loss or node loss it lived through."""
     node = engine_node()
     (alloc,) = ce.running_allocations(JOB)
     target = other_client(node)
@@ -339,6 +359,45 @@ def test_kill_9_of_the_engines_node_during_an_order_burst(load: Load) -> None:
         f"killed engine: {len(sent)} orders at the simulator, all journaled;"
         f" {len(set(replay.open_orders) & sent)} taken by the venue but not yet done in the journal"
     )
+    ce.nomad(f"/v1/job/{JOB}", "DELETE")  # a graceful stop: the last snapshot
+    cluster.wait_for("the engine stopped", lambda: not ce.running_allocations(JOB), 120)
+    assert load.duplicates() == 0
+    assert_accounts_match_the_venue(load)
+
+
+def assert_accounts_match_the_venue(load: Load) -> None:
+    """The deployment's snapshot against the simulator's executions: fill count, base asset
+    moved and fees per venue (the quote moved follows from these and the prices)."""
+    client = redis.Redis.from_url(load.redis.url, decode_responses=True)
+    (key,) = client.keys("arbfleet:default:*:snapshot")  # one strategy in the deployment
+    client.close()
+    environment, deployment, strategy = str(key).split(":")[1:4]
+
+    async def last_snapshot() -> StrategySnapshot:
+        store = SnapshotStore(load.redis.url, environment, deployment)
+        try:
+            return (await store.load([strategy])).snapshots[strategy]
+        finally:
+            await store.close()
+
+    snapshot = asyncio.run(last_snapshot())
+    ours = strategy_part(strategy)
+    executions = [
+        e for e in load.executions() if (order_position(e.client_order_id) or ("",))[0] == ours
+    ]
+    moved: dict[tuple[str, str], float] = defaultdict(float)
+    fees: dict[str, float] = defaultdict(float)
+    for e in executions:
+        base, quote = split_symbol(e.symbol)
+        moved[(e.venue, base)] += e.quantity if e.side == "buy" else -e.quantity
+        fees[quote] += e.fee
+    positions = {(venue, asset): x for venue, asset, x in snapshot.positions}
+    print(f"accounts: {snapshot.fills} fills in the snapshot, {len(executions)} at the venue")
+    assert snapshot.fills == len(executions)
+    assert {k: positions.get(k, 0.0) for k in moved} == {
+        k: pytest.approx(x, abs=1e-9) for k, x in moved.items()
+    }
+    assert snapshot.fees == {k: pytest.approx(x, rel=1e-9) for k, x in fees.items()}
 
 
 def test_down_leaves_nothing(load: Load) -> None:

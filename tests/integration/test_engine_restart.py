@@ -25,8 +25,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from runtime.core.instruments import split_symbol
 from runtime.devstack.scratch import free_port
 from runtime.devstack.simulator import ExchangeSimulator, FaultParams, SimulatorConfig
+from runtime.devstack.simulator.server import Execution
 from runtime.persistence.journal import OrderJournal
 from runtime.persistence.snapshots import SnapshotStore
 from runtime.trading.execution.paper import PaperConfig
@@ -143,18 +145,14 @@ class EngineProcess:
             return await self.process.wait()
 
 
-def venue_balances(orders: dict[str, dict[str, Any]]) -> dict[tuple[str, str], float]:
+def venue_balances(executions: list[Execution]) -> dict[tuple[str, str], float]:
     """The account after what the venue executed, applied as the engine applies fills."""
     balances = {(v, a): float(x) for v, assets in INITIAL.items() for a, x in assets.items()}
-    for order in orders.values():
-        executed = float(order["executedQty"])
-        if executed == 0:
-            continue
-        price = float(order["cummulativeQuoteQty"]) / executed
-        signed = executed if order["side"] == "BUY" else -executed
-        fee = sum(float(fill["commission"]) for fill in order["fills"])
-        balances[("binance", "BTC")] += signed
-        balances[("binance", "USDT")] -= signed * price + fee
+    for e in executions:
+        base, quote = split_symbol(e.symbol)
+        sign = 1.0 if e.side == "buy" else -1.0
+        balances[(e.venue, base)] += sign * e.quantity
+        balances[(e.venue, quote)] -= sign * e.quote + e.fee
     return balances
 
 
@@ -265,7 +263,7 @@ async def test_kill_9_during_a_burst_then_restart_loses_and_duplicates_nothing(
     assert in_flight[0] in view["reconciled"]  # asked the venue about it, did not resend it
     assert await restored_balances(redis_url, deployment, strategy) == {
         key: pytest.approx(amount, rel=1e-12, abs=1e-9)
-        for key, amount in venue_balances(venue).items()
+        for key, amount in venue_balances(simulator.executions()).items()
     }
     assert OrderJournal(config.parent / "journal").replay().open_orders == {}
 
@@ -319,7 +317,7 @@ async def test_sigterm_under_load_stops_cleanly_with_every_order_recorded(
     assert_records_match_the_venue(await database_view(migrated, strategy), venue)
     assert await restored_balances(redis_url, deployment, strategy) == {
         key: pytest.approx(amount, rel=1e-12, abs=1e-9)
-        for key, amount in venue_balances(venue).items()
+        for key, amount in venue_balances(simulator.executions()).items()
     }
     assert OrderJournal(tmp_path / "journal").replay().open_orders == {}
     written = [

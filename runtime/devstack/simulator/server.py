@@ -104,6 +104,22 @@ class _Subscriber:
     queue: asyncio.Queue[bytes | str] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
 
 
+@dataclass(frozen=True)
+class Execution:
+    """What the venue executed of one order, both venues' answers in one shape."""
+
+    client_order_id: str
+    venue: str
+    symbol: str
+    side: str
+    """``buy`` or ``sell``."""
+    quantity: float
+    quote: float
+    """The quote asset paid or received, before the fee."""
+    fee: float
+    """In the quote asset."""
+
+
 class ExchangeSimulator:
     """Serve the simulated venues; ``await start()``, read the URLs, ``await stop()``."""
 
@@ -139,6 +155,26 @@ class ExchangeSimulator:
         self._markets_by_venue_symbol = by_venue_symbol
         self._venue_symbols = {market: name for name, market in by_venue_symbol.items()}
         self.app = self._make_app()
+
+    def executions(self) -> list[Execution]:
+        """Every order that executed something: the ground truth of the accounts (call in the
+        simulator's loop, which writes ``orders``)."""
+        out = []
+        for client_id, order in self.orders.items():
+            if "orderId" in order:  # Binance's answer
+                venue, symbol = self._markets_by_venue_symbol[order["symbol"]]
+                buy, executed = order["side"] == "BUY", float(order["executedQty"])
+                quote = float(order["cummulativeQuoteQty"])
+                fee = sum(float(f["commission"]) for f in order["fills"])
+            else:  # Upbit's
+                venue, symbol = self._markets_by_venue_symbol[order["market"]]
+                buy, executed = order["side"] == "bid", float(order["executed_volume"])
+                quote = sum(float(t["funds"]) for t in order["trades"])
+                fee = float(order["paid_fee"])
+            if executed > 0:
+                side = "buy" if buy else "sell"
+                out.append(Execution(client_id, venue, symbol, side, executed, quote, fee))
+        return out
 
     # --- lifecycle ---------------------------------------------------------------------------
 
