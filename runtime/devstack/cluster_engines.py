@@ -183,7 +183,8 @@ def engine_variables(
 ) -> str:
     """Var-file content (JSON) of an engine deployment on the cluster: the local paper deployment's
     strategy and config, trading on ``simulator`` (host:port), Consul ACLs on, its Consul token
-    through the legacy path, no stores (the cluster runs no PostgreSQL or Redis). ``live``
+    through the legacy path, no stores unless ``extra`` names them (``postgres_service``,
+    ``redis_service``: what runs in or is registered with the cluster's Consul). ``live``
     (venue -> account, provisioned by ``provision_exchange_keys``): signed orders to the
     simulator with keys the engine reads from OpenBao (the production path: the task's token
     with the deployment's policy, OpenBao's certificate checked against the cluster's CA), so

@@ -137,6 +137,10 @@ class ScratchRedis:
         argv = ["redis-server", "--bind", *self.addresses, "--port", str(self.port),
                 "--dir", str(self.root), "--appendonly", "yes", "--save", "",
                 "--daemonize", "no"]  # fmt: skip
+        if len(self.addresses) > 1:
+            # Without a password Redis answers only loopback; the other addresses are ones only
+            # this machine's namespaces reach (the local cluster's bridge has no route out).
+            argv += ["--protected-mode", "no"]
         log = (self.root / "redis.log").open("ab")
         self._process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -103,8 +103,22 @@ def node_named(name: str) -> cluster.Node:
 
 
 def engine_node() -> cluster.Node:
-    (alloc,) = ce.running_allocations(JOB)
-    return node_named(alloc["NodeName"])
+    running = ce.running_allocations(JOB)
+    if len(running) != 1:
+        raise AssertionError(f"not one engine running: {allocation_states()}")
+    return node_named(running[0]["NodeName"])
+
+
+def allocation_states() -> list[tuple[str, str, str, list[str]]]:
+    """(node, client status, desired status, the engine task's last events) per allocation."""
+    states = []
+    for alloc in ce.nomad(f"/v1/job/{JOB}/allocations") or []:
+        task = (alloc.get("TaskStates") or {}).get("engine") or {}
+        events = [f"{e['Type']}: {e.get('DisplayMessage', '')}" for e in task.get("Events") or []]
+        states.append(
+            (alloc["NodeName"], alloc["ClientStatus"], alloc["DesiredStatus"], events[-5:])
+        )
+    return states
 
 
 def other_client(node: cluster.Node) -> cluster.Node:
