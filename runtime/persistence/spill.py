@@ -39,6 +39,19 @@ class Batch:
 
     table: str
     rows: list[Row]
+    parts: tuple[int, ...] = ()
+    """The row counts of the batches merged into this one (runtime/persistence/writer.py), if
+    it is a merge: ``split`` gives them back."""
+
+    def split(self) -> list[Batch]:
+        """The batches merged into this one, or this one."""
+        if len(self.parts) < 2:
+            return [self]
+        batches, start = [], 0
+        for count in self.parts:
+            batches.append(Batch(self.table, self.rows[start : start + count]))
+            start += count
+        return batches
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -3,7 +3,10 @@
 ``put(table, row)`` never blocks and never does I/O in the normal case: it appends to the table's
 open batch. A batch is sealed when it reaches ``batch_rows`` or has waited ``flush_interval_s``;
 one background task writes sealed batches in order, each with asyncpg's binary
-``copy_records_to_table`` (one COPY, one transaction). A batch that meets rows already in the
+``copy_records_to_table`` (one COPY, one transaction). Behind (batches waiting), the batches of
+one table waiting next to each other go in one COPY, up to ``merge_rows``: one transaction and
+one commit instead of several. A merge the database refuses for its content is written again
+part by part, so only the batch at fault is set aside. A batch that meets rows already in the
 table (a retry after a connection died mid-commit, a spill file replayed twice, an order a
 restarted engine reconciles again) fails atomically on the table's key and is written again
 through a temporary table with ``INSERT ... ON CONFLICT DO NOTHING``: every row lands once, and the
@@ -196,11 +199,15 @@ class BatchWriter:
         batch_rows: int = 10_000,
         flush_interval_s: float = 0.2,
         memory_rows: int = 200_000,
+        merge_rows: int = 100_000,
         connect_timeout_s: float = 5.0,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._dsn = dsn
         self._batch_rows = batch_rows
+        self._merge_rows = merge_rows
+        self._alone = 0
+        """Batches to write unmerged: the parts of a merge the database refused."""
         self._flush_interval_s = flush_interval_s
         self._memory_rows_bound = memory_rows
         self._connect_timeout_s = connect_timeout_s
@@ -397,6 +404,11 @@ class BatchWriter:
             self._mark_unavailable(exc)
             return False
         except asyncpg.PostgresError as exc:
+            parts = batch.split()
+            if len(parts) > 1:  # one of the merged batches is at fault: each goes alone
+                self._requeue(batch, from_spill)
+                self._alone = len(parts)
+                return True
             self._reject(batch, exc)
         except Exception as exc:  # a surprise must neither lose the batch nor stop the writer
             self._requeue(batch, from_spill)
@@ -408,14 +420,34 @@ class BatchWriter:
 
     def _next_batch(self) -> tuple[Batch | None, bool]:
         if self._head:
-            self._inflight = self._head.popleft()
+            self._inflight = self._merged()
             return self._inflight, False
         return self.spill.peek(), True
 
+    def _merged(self) -> Batch:
+        """The head batch, with the batches of its table right behind it (see the module
+        docstring); the order rows were put in is kept."""
+        head = self._head
+        first = head.popleft()
+        if self._alone:
+            self._alone -= 1
+            return first
+        parts = [first]
+        rows = len(first.rows)
+        while (
+            head and head[0].table == first.table and rows + len(head[0].rows) <= self._merge_rows
+        ):
+            rows += len(head[0].rows)
+            parts.append(head.popleft())
+        if len(parts) == 1:
+            return first
+        merged = [row for part in parts for row in part.rows]
+        return Batch(first.table, merged, tuple(len(part.rows) for part in parts))
+
     def _requeue(self, batch: Batch, from_spill: bool) -> None:
         self._inflight = None
-        if not from_spill:
-            self._head.appendleft(batch)  # still before everything else, in memory or spilled
+        if not from_spill:  # still before everything else, in memory or spilled; unmerged
+            self._head.extendleft(reversed(batch.split()))
 
     def _acknowledge(self, batch: Batch, from_spill: bool) -> None:
         self.stats.batches += 1

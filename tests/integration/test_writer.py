@@ -217,6 +217,35 @@ async def test_a_batch_the_database_refuses_is_kept_aside_and_the_rest_go_on(
     assert kept.exists() and b"refused-1" in kept.read_bytes()
 
 
+def order(client_order_id: str, side: str = "buy") -> Row:
+    return (client_order_id, T0, "merged", "binance", "BTC/USDT", side, 0.1, None, "", None,
+            "filled", 0.1, 100.0, "", "", "", T0)  # fmt: skip
+
+
+async def test_batches_waiting_together_go_in_one_copy_and_a_refused_one_alone(
+    migrated: str, db: Any, tmp_path: Path
+) -> None:
+    """Behind, the writer merges the waiting batches of a table into one COPY; when the database
+    refuses the merge, each batch goes alone and only the one at fault is set aside."""
+    writer = await started(migrated, tmp_path / "spill", batch_rows=2)
+    for n in range(10):  # five batches sealed before the writer runs
+        writer.put("ticks", tick(n, venue="merged"))
+    assert await writer.drain(30.0)
+    assert (writer.stats.batches, await count(db, "ticks", "venue = 'merged'")) == (1, 10)
+    for batch in (["m-1", "m-2"], ["m-3", "m-bad"], ["m-5", "m-6"]):
+        for client_order_id in batch:
+            writer.put(
+                "orders", order(client_order_id, "hold" if "bad" in client_order_id else "buy")
+            )
+    assert await writer.drain(30.0)
+    await writer.close()
+    written = await db.fetch("SELECT client_order_id FROM orders WHERE strategy = 'merged'")
+    assert sorted(r["client_order_id"] for r in written) == ["m-1", "m-2", "m-5", "m-6"]
+    assert writer.stats.rejected["orders"] == 2  # the refused batch: m-3 and m-bad
+    kept = (tmp_path / "spill" / "rejected-orders.log").read_bytes()
+    assert b"m-bad" in kept and b"m-1" not in kept
+
+
 async def test_closing_with_the_database_away_keeps_every_row_for_the_next_writer(
     migrated: str, db: Any, tmp_path: Path
 ) -> None:
