@@ -173,6 +173,9 @@ class Persistence:
         self.session = later_session(new_session(), self.replay.last_session)
         """This run's session: after every session the journal has seen (runtime.core.orders)."""
         self.in_doubt: dict[str, OrderSent] = {}
+        self._asking: set[str] = set()
+        """Orders in doubt a call of ``_ask_venue`` is asking the venue about."""
+        self._retrying = False
         self.marks: dict[str, str] = {}
         """Per strategy, the id of the last order sent (runtime.persistence.lookback)."""
         self.look_back_from: int | None = None
@@ -456,14 +459,22 @@ class Persistence:
             return
         logger.info(f"reconciling {len(self.in_doubt)} orders sent before the restart")
         await self._ask_venue(recover)
-        if self.in_doubt:
+        if self.in_doubt and not self._retrying:  # reconcile runs again after a look-back
             logger.error(f"{len(self.in_doubt)} orders still in doubt: the venue was not asked")
+            self._retrying = True
             self._every("reconcile-retry", RECONCILE_RETRY_S, lambda: self._ask_venue(recover))
 
     async def _ask_venue(self, recover: Recover) -> None:
-        orders = list(self.in_doubt.values())
+        """Ask about the orders in doubt no other call is asking about: an order reported twice
+        would be a fill counted twice."""
+        orders = [o for i, o in self.in_doubt.items() if i not in self._asking]
+        asked = {order.intent.client_order_id for order in orders}
+        self._asking |= asked
         settle_s = self._journal_settings.settle_s
-        answered = await asyncio.gather(*(recover(order.intent, settle_s) for order in orders))
+        try:
+            answered = await asyncio.gather(*(recover(o.intent, settle_s) for o in orders))
+        finally:
+            self._asking -= asked
         for order, known in zip(orders, answered, strict=True):
             order_id = order.intent.client_order_id
             if known:
