@@ -503,14 +503,14 @@ class Persistence:
             self.marks[intent.strategy] = later_id(
                 self.marks[intent.strategy], intent.client_order_id
             )
+        await self.reconcile(venues.recover)
+        self.look_back_from = None  # the accounts are whole (or what stays in doubt is retried)
         detail = (
             f"{len(listed)} orders listed since {since}: {len(found.in_doubt)} after the snapshot, "
-            f"{len(found.accounted)} in it"
+            f"{len(found.accounted)} in it; {len(self.in_doubt)} still in doubt"
         )
-        logger.info(f"look-back: {detail}")
+        logger.info(f"look-back: {detail}")  # once its orders are reported (tests wait for it)
         self.event("look_back_done", detail)
-        self.look_back_from = None  # trading may start; what is in doubt reports meanwhile
-        await self.reconcile(venues.recover)
 
     def _rewrite_rows(self, result: OrderResult, fill: Fill | None) -> None:
         if self.writer is None:
