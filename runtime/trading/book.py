@@ -15,9 +15,15 @@ import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 from runtime.core.events import BookTicker, DepthUpdate, Level
 from runtime.core.frames import DropCounter, DropReason
+
+try:
+    from runtime.trading._levels import apply_levels as _compiled_apply_levels
+except ImportError:  # installed without a C compiler (pyproject.toml): the loop below, in Python
+    _compiled_apply_levels = None  # type: ignore[assignment]
 
 _INF = math.inf
 DEFAULT_MAX_BUFFERED = 1_000
@@ -118,33 +124,8 @@ class OrderBook:
         return Outcome.APPLIED
 
     def _apply_levels(self, diff: DepthUpdate) -> Outcome:
-        # Best prices live in locals through the loops; a removed best is recomputed once.
-        bids = self.bids
-        best_bid = self.best_bid
-        lost_best = False
-        for price, size in diff.bids:
-            if size > 0.0:
-                bids[price] = size
-                if price > best_bid:
-                    best_bid = price
-            elif bids.pop(price, None) is not None and price == best_bid:
-                lost_best = True
-        if lost_best:
-            best_bid = max(bids, default=0.0)
-        asks = self.asks
-        best_ask = self.best_ask
-        lost_best = False
-        for price, size in diff.asks:
-            if size > 0.0:
-                asks[price] = size
-                if price < best_ask:
-                    best_ask = price
-            elif asks.pop(price, None) is not None and price == best_ask:
-                lost_best = True
-        if lost_best:
-            best_ask = min(asks, default=_INF)
-        self.best_bid = best_bid
-        self.best_ask = best_ask
+        self.best_bid = best_bid = apply_levels(self.bids, diff.bids, self.best_bid, True)
+        self.best_ask = best_ask = apply_levels(self.asks, diff.asks, self.best_ask, False)
         self.last_seq = diff.last_seq
         self.venue_ts_ms = diff.venue_ts_ms
         if best_bid >= best_ask:
@@ -189,6 +170,32 @@ class OrderBook:
     def ask_levels(self, count: int) -> list[Level]:
         """The best ``count`` asks, best first."""
         return heapq.nsmallest(count, self.asks.items())
+
+
+def python_apply_levels(
+    side: dict[float, float], levels: Iterable[Level], best: float, bids: bool
+) -> float:
+    """Store each (price, size) with a size above 0, delete the others' prices; the side's new
+    best price (the highest bid or lowest ask; 0.0 or infinity once empty). ``_levels.c`` is the
+    same loop compiled; this one runs where it was not built, and is what the tests hold it to.
+    """
+    # The best price lives in a local through the loop; a removed best is recomputed once.
+    lost_best = False
+    for price, size in levels:
+        if size > 0.0:
+            side[price] = size
+            if price > best if bids else price < best:
+                best = price
+        elif side.pop(price, None) is not None and price == best:
+            lost_best = True
+    if lost_best:
+        return max(side, default=0.0) if bids else min(side, default=_INF)
+    return best
+
+
+apply_levels: Final = (
+    python_apply_levels if _compiled_apply_levels is None else _compiled_apply_levels
+)
 
 
 class Books:

@@ -83,7 +83,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
     for name in build_context_files():
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+            # Without what a checkout builds in place (an editable install's compiled modules).
+            ignore = shutil.ignore_patterns("__pycache__", "*.so")
+            shutil.copytree(source, context / name, ignore=ignore)
         else:
             shutil.copy2(source, context / name)
     wheels = root / "wheels"
@@ -111,6 +113,8 @@ def test_wheel_holds_the_engine_and_no_developer_tooling(installed: Install) -> 
     assert {f"runtime/{part}" for part in runtime_parts} <= packages
     assert {"runtime/observability", "runtime/ops", "runtime/cli", "strategies"} <= packages
     assert "runtime/persistence/migrations/0001_records.sql" in names
+    compiled = {name.split(".")[0] for name in names if name.endswith(".so")}
+    assert compiled == {"runtime/venues/binance/_wire", "runtime/trading/_levels"}, names
     assert not [n for n in names if n.startswith(("runtime/devstack", "tests/", "bench/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert (
@@ -123,11 +127,15 @@ def test_the_install_imports_from_itself(installed: Install) -> None:
     proc = installed.run(
         "python",
         "-c",
-        "import json, runtime, strategies, importlib.util as u; print(json.dumps("
-        "[runtime.__file__, strategies.__file__, u.find_spec('runtime.devstack') is None]))",
+        "import json, runtime, strategies, importlib.util as u;"
+        "from runtime.venues.binance.feed import COMPILED;"
+        "from runtime.trading import book; print(json.dumps("
+        "[runtime.__file__, strategies.__file__, u.find_spec('runtime.devstack') is None,"
+        " COMPILED and book.apply_levels is not book.python_apply_levels]))",
     )
     assert proc.returncode == 0, proc.stderr
-    runtime_file, strategies_file, no_devstack = json.loads(proc.stdout)
+    runtime_file, strategies_file, no_devstack, compiled = json.loads(proc.stdout)
+    assert compiled, "the install runs the Python path: its compiled modules did not load"
     site = installed.venv.resolve()
     assert Path(runtime_file).resolve().is_relative_to(site)
     assert Path(strategies_file).resolve().is_relative_to(site)

@@ -9,6 +9,11 @@ key order, and decodes straight into a typed struct. Anything that does not matc
 order, a proxy that re-serialized the JSON) takes the slow path: decode to a dict, look at the
 keys, convert. Both paths end in the same checks, so the fast path changes speed, not behaviour.
 
+A frame in exactly the layout Binance writes (combined bookTicker and depth diffs) is first
+offered to ``_wire.Scanner``, the same step compiled (``_wire.c``), which returns the event the
+Python path would or None; any frame it does not take goes on below as before. Built without a C
+compiler the package runs the Python path alone (``COMPILED`` says which).
+
 A frame whose objects repeat a key is dropped (``duplicate_key``): msgspec would keep the last
 value, so ``{"u":9,"s":"BTCUSDT","s":"ETHUSDT",...}`` would move ETHUSDT's top. The fast paths
 prove there is no repeat by counting the frame's colons (see ``_counted_keys``); only a frame
@@ -43,6 +48,14 @@ from runtime.core.frames import (
 from runtime.core.retry import Backoff
 from runtime.venues.base import RestLimiter, WebsocketFeed
 from runtime.venues.contract import FeedRequest, VenueFeed
+
+try:
+    from runtime.venues.binance._wire import Scanner
+except ImportError:  # installed without a C compiler (pyproject.toml): the Python path alone
+    Scanner = None  # type: ignore[assignment,misc]
+
+COMPILED: Final = Scanner is not None
+"""Whether the compiled scanner runs; tests/unit/test_compiled.py requires it."""
 
 VENUE: Final = "binance"
 _INF: Final = math.inf
@@ -152,7 +165,14 @@ class BinanceParser:
 
     venue: Final = VENUE
 
-    def __init__(self, symbols: Mapping[str, str], drops: DropCounter | None = None) -> None:
+    def __init__(
+        self,
+        symbols: Mapping[str, str],
+        drops: DropCounter | None = None,
+        *,
+        compiled: bool = COMPILED,
+    ) -> None:
+        """``compiled=False``: the Python path alone, what the tests hold the scanner to."""
         self._symbols = dict(symbols)
         self.drops = drops if drops is not None else DropCounter(VENUE)
         self._ticker = msgspec.json.Decoder(_BookTickerWire, strict=False)
@@ -164,8 +184,18 @@ class BinanceParser:
             _Combined[_CheckedDepthWire], strict=False
         )
         self._combined_trade = msgspec.json.Decoder(_Combined[_TradeWire], strict=False)
+        scanner = (
+            Scanner(self._symbols, VENUE, BookTicker, DepthUpdate)
+            if compiled and Scanner is not None
+            else _PythonOnly()
+        )
+        self._scan_ticker = scanner.ticker
+        self._scan_depth = scanner.depth
 
     def parse(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
+        event = self._scan_ticker(raw, local_ts_ns)  # the engine's subscription: most frames
+        if event is not None:
+            return event
         # The first key's first letter tells the kind: an index costs a third of a startswith.
         try:
             first_key = raw[2]
@@ -210,6 +240,9 @@ class BinanceParser:
     def _combined_depth_fast(self, raw: bytes, ts: int) -> MarketEvent | None:
         """A combined depth diff: ``_parse_combined`` and ``_depth_update`` with the levels
         checked by the decoder; any frame it does not take goes to the slow path."""
+        event = self._scan_depth(raw, ts)
+        if event is not None:
+            return event
         try:
             wire = self._combined_checked_depth.decode(raw).data
         except DECODE_ERRORS:
@@ -318,6 +351,16 @@ class BinanceParser:
         # "m": the buyer was the maker, so the seller took liquidity.
         aggressor: Side = SELL if wire.m else BUY
         return Trade(VENUE, symbol, wire.p, wire.q, aggressor, wire.t, wire.T, ts)
+
+
+class _PythonOnly:
+    """``Scanner``'s place when it was not compiled: it takes no frame."""
+
+    def ticker(self, raw: bytes, local_ts_ns: int) -> BookTicker | None:
+        return None
+
+    def depth(self, raw: bytes, local_ts_ns: int) -> DepthUpdate | None:
+        return None
 
 
 def _wire_type(obj: dict[str, Any], stream: object) -> type[msgspec.Struct] | None:
