@@ -1,5 +1,10 @@
 """Order books per venue and symbol: tops from book tickers, L2 books from depth, gap detection.
 
+Each side of an L2 book is a ``Side``: price -> size with its best price kept as levels come and
+go. ``_sides.c`` is that type compiled (a dict hashing float objects was most of the depth path's
+time); ``PythonSide`` is the same in Python, used where the package was installed without a C
+compiler and what the tests hold the compiled one to.
+
 An L2 book follows Binance's procedure for a local book: diffs that arrive before the snapshot
 are buffered; the snapshot's ``last_seq`` (Binance ``lastUpdateId``) decides which buffered diffs
 are stale; the first diff applied must straddle ``last_seq + 1``; from then on every diff must
@@ -14,19 +19,92 @@ import enum
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from runtime.core.events import BookTicker, DepthUpdate, Level
 from runtime.core.frames import DropCounter, DropReason
 
-try:
-    from runtime.trading._levels import apply_levels as _compiled_apply_levels
-except ImportError:  # installed without a C compiler (pyproject.toml): the loop below, in Python
-    _compiled_apply_levels = None  # type: ignore[assignment]
-
 _INF = math.inf
 DEFAULT_MAX_BUFFERED = 1_000
+
+
+class PythonSide:
+    """One side of an L2 book: price -> size, and ``best``, the highest bid or lowest ask (0.0
+    or infinity once empty). Prices must be positive; a size of 0 (or below) deletes a level."""
+
+    __slots__ = ("_bids", "_levels", "best")
+
+    def __init__(self, bids: bool) -> None:
+        self._bids = bids
+        self._levels: dict[float, float] = {}
+        self.best = 0.0 if bids else _INF
+
+    def apply(self, levels: Iterable[Level]) -> None:
+        """Store each (price, size) with a size above 0, delete the others' prices."""
+        book = self._levels
+        bids = self._bids
+        best = self.best  # in a local through the loop; a removed best is recomputed once
+        lost_best = False
+        try:
+            for price, size in levels:
+                if size > 0.0:
+                    if not price > 0.0:
+                        raise ValueError(f"a level's price must be positive, not {price!r}")
+                    book[price] = size
+                    if price > best if bids else price < best:
+                        best = price
+                elif book.pop(price, None) is not None and price == best:
+                    lost_best = True
+        finally:
+            self.best = self._best_of() if lost_best else best
+
+    def _best_of(self) -> float:
+        if self._bids:
+            return max(self._levels, default=0.0)
+        return min(self._levels, default=_INF)
+
+    def replace(self, levels: Iterable[Level]) -> None:
+        """Hold exactly the levels of ``levels`` with a size above 0 (a snapshot)."""
+        self.clear()
+        self.apply(levels)
+
+    def clear(self) -> None:
+        self._levels.clear()
+        self.best = 0.0 if self._bids else _INF
+
+    def items(self) -> list[Level]:
+        """Every (price, size), unordered."""
+        return list(self._levels.items())
+
+    def best_levels(self, count: int) -> list[Level]:
+        """The best ``count`` levels, best first."""
+        if self._bids:
+            return heapq.nlargest(count, self._levels.items())
+        return heapq.nsmallest(count, self._levels.items())
+
+    def get(self, price: float, default: float | None = None) -> float | None:
+        return self._levels.get(price, default)
+
+    def __getitem__(self, price: float) -> float:
+        return self._levels[price]
+
+    def __contains__(self, price: object) -> bool:
+        return price in self._levels
+
+    def __len__(self) -> int:
+        return len(self._levels)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(list(self._levels))
+
+
+try:
+    from runtime.trading._sides import Side
+except ImportError:  # installed without a C compiler (pyproject.toml): the same, in Python
+    Side = PythonSide  # type: ignore[assignment,misc]
+    COMPILED = False
+else:
+    COMPILED = True  # tests/unit/test_compiled.py requires it
 
 
 class Outcome(enum.Enum):
@@ -54,8 +132,6 @@ class OrderBook:
     __slots__ = (
         "_buffer",
         "asks",
-        "best_ask",
-        "best_bid",
         "bids",
         "gaps",
         "last_seq",
@@ -68,15 +144,21 @@ class OrderBook:
     def __init__(self, venue: str, symbol: str, max_buffered: int = DEFAULT_MAX_BUFFERED) -> None:
         self.venue = venue
         self.symbol = symbol
-        self.bids: dict[float, float] = {}
-        self.asks: dict[float, float] = {}
-        self.best_bid = 0.0
-        self.best_ask = _INF
+        self.bids = Side(True)
+        self.asks = Side(False)
         self.last_seq = 0
         self.venue_ts_ms = 0
         self.live = False
         self.gaps = 0
         self._buffer: deque[DepthUpdate] = deque(maxlen=max_buffered)
+
+    @property
+    def best_bid(self) -> float:
+        return self.bids.best
+
+    @property
+    def best_ask(self) -> float:
+        return self.asks.best
 
     def apply(self, update: DepthUpdate) -> Outcome:
         if update.is_snapshot:
@@ -86,14 +168,12 @@ class OrderBook:
     def apply_snapshot(self, snapshot: DepthUpdate) -> Outcome:
         if self.live and snapshot.last_seq < self.last_seq:
             return Outcome.STALE
-        self.bids = {price: size for price, size in snapshot.bids if size > 0.0}
-        self.asks = {price: size for price, size in snapshot.asks if size > 0.0}
-        self.best_bid = max(self.bids, default=0.0)
-        self.best_ask = min(self.asks, default=_INF)
+        self.bids.replace(snapshot.bids)
+        self.asks.replace(snapshot.asks)
         self.last_seq = snapshot.last_seq
         self.venue_ts_ms = snapshot.venue_ts_ms
         self.live = True
-        if self.best_bid >= self.best_ask:
+        if self.bids.best >= self.asks.best:
             return self._lose_sync(None)
         return self._replay_buffer()
 
@@ -124,11 +204,11 @@ class OrderBook:
         return Outcome.APPLIED
 
     def _apply_levels(self, diff: DepthUpdate) -> Outcome:
-        self.best_bid = best_bid = apply_levels(self.bids, diff.bids, self.best_bid, True)
-        self.best_ask = best_ask = apply_levels(self.asks, diff.asks, self.best_ask, False)
+        self.bids.apply(diff.bids)
+        self.asks.apply(diff.asks)
         self.last_seq = diff.last_seq
         self.venue_ts_ms = diff.venue_ts_ms
-        if best_bid >= best_ask:
+        if self.bids.best >= self.asks.best:
             # A crossed book cannot come from a venue's matching engine: we missed updates.
             return self._lose_sync(None)
         return _APPLIED
@@ -138,8 +218,6 @@ class OrderBook:
         self.gaps += 1
         self.bids.clear()
         self.asks.clear()
-        self.best_bid = 0.0
-        self.best_ask = _INF
         self._buffer.clear()
         if pending is not None:
             self._buffer.append(pending)
@@ -149,8 +227,8 @@ class OrderBook:
         """The best bid and ask as an event, or None while out of sync or one-sided."""
         if not self.live or not self.bids or not self.asks:
             return None
-        bid = self.best_bid
-        ask = self.best_ask
+        bid = self.bids.best
+        ask = self.asks.best
         return BookTicker(
             self.venue,
             self.symbol,
@@ -165,37 +243,11 @@ class OrderBook:
 
     def bid_levels(self, count: int) -> list[Level]:
         """The best ``count`` bids, best first."""
-        return heapq.nlargest(count, self.bids.items())
+        return self.bids.best_levels(count)
 
     def ask_levels(self, count: int) -> list[Level]:
         """The best ``count`` asks, best first."""
-        return heapq.nsmallest(count, self.asks.items())
-
-
-def python_apply_levels(
-    side: dict[float, float], levels: Iterable[Level], best: float, bids: bool
-) -> float:
-    """Store each (price, size) with a size above 0, delete the others' prices; the side's new
-    best price (the highest bid or lowest ask; 0.0 or infinity once empty). ``_levels.c`` is the
-    same loop compiled; this one runs where it was not built, and is what the tests hold it to.
-    """
-    # The best price lives in a local through the loop; a removed best is recomputed once.
-    lost_best = False
-    for price, size in levels:
-        if size > 0.0:
-            side[price] = size
-            if price > best if bids else price < best:
-                best = price
-        elif side.pop(price, None) is not None and price == best:
-            lost_best = True
-    if lost_best:
-        return max(side, default=0.0) if bids else min(side, default=_INF)
-    return best
-
-
-apply_levels: Final = (
-    python_apply_levels if _compiled_apply_levels is None else _compiled_apply_levels
-)
+        return self.asks.best_levels(count)
 
 
 class Books:
@@ -260,6 +312,7 @@ class Books:
         book = self.l2.get(key)
         if book is None:
             book = self.l2[key] = OrderBook(update.venue, update.symbol, self._max_buffered)
+            self.venue_tops(update.venue)  # _publish_top's, made once
         outcome = book.apply_snapshot(update) if update.is_snapshot else book.apply_diff(update)
         if outcome is _APPLIED:  # nearly every message: tested first
             return self._publish_top(book, update.local_ts_ns)
@@ -280,11 +333,11 @@ class Books:
         # changed: most diffs leave it as it was.
         if not book.live or not book.bids or not book.asks:
             return None
-        bid = book.best_bid
-        ask = book.best_ask
+        bid = book.bids.best
+        ask = book.asks.best
         bid_size = book.bids[bid]
         ask_size = book.asks[ask]
-        tops = self.venue_tops(book.venue)
+        tops = self.tops[book.venue]
         previous = tops.get(book.symbol)
         if previous is not None:
             if book.last_seq < previous.seq:

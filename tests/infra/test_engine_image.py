@@ -114,7 +114,7 @@ def test_wheel_holds_the_engine_and_no_developer_tooling(installed: Install) -> 
     assert {"runtime/observability", "runtime/ops", "runtime/cli", "strategies"} <= packages
     assert "runtime/persistence/migrations/0001_records.sql" in names
     compiled = {name.split(".")[0] for name in names if name.endswith(".so")}
-    assert compiled == {"runtime/venues/binance/_wire", "runtime/trading/_levels"}, names
+    assert compiled == {"runtime/venues/binance/_wire", "runtime/trading/_sides"}, names
     assert not [n for n in names if n.startswith(("runtime/devstack", "tests/", "bench/"))]
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert (
@@ -131,7 +131,7 @@ def test_the_install_imports_from_itself(installed: Install) -> None:
         "from runtime.venues.binance.feed import COMPILED;"
         "from runtime.trading import book; print(json.dumps("
         "[runtime.__file__, strategies.__file__, u.find_spec('runtime.devstack') is None,"
-        " COMPILED and book.apply_levels is not book.python_apply_levels]))",
+        " COMPILED and book.COMPILED]))",
     )
     assert proc.returncode == 0, proc.stderr
     runtime_file, strategies_file, no_devstack, compiled = json.loads(proc.stdout)

@@ -2,7 +2,7 @@
 
 ``runtime/venues/binance/_wire.c`` recognizes frames in Binance's own layout and must return,
 for any bytes, the event the Python parser returns or None (then the Python parser decides, and
-counts any drop); ``runtime/trading/_levels.c`` is ``book.python_apply_levels`` compiled. Both are
+counts any drop); ``runtime/trading/_sides.c`` is ``book.PythonSide`` compiled. Both are
 optional at install time (no C compiler: the Python runs alone), so the first test makes sure
 they were built here: everything else in the suite then runs through them.
 """
@@ -26,7 +26,7 @@ SYMBOLS: Final = {"BTCUSDT": "BTC/USDT", "ETHUSDT": "ETH/USDT", "ETHBTC": "ETH/B
 
 def test_the_compiled_steps_were_built() -> None:
     assert feed.COMPILED, "runtime/venues/binance/_wire.c was not built (pip install -e .)"
-    assert book.apply_levels is not book.python_apply_levels, "_levels.c was not built"
+    assert book.COMPILED, "runtime/trading/_sides.c was not built (pip install -e .)"
 
 
 def parsed_both_ways(raw: bytes) -> object:
@@ -105,31 +105,49 @@ def test_the_scanner_takes_every_good_combined_frame_in_binances_layout(
     stream, data = document
     raw = encode(Obj([("stream", stream), ("data", data)]))
     expected = parsed_both_ways(raw)
-    scanner = feed.Scanner(SYMBOLS, feed.VENUE, BookTicker, DepthUpdate)
-    scanned = scanner.ticker(raw, 7) if "bookTicker" in stream else scanner.depth(raw, 7)
-    if "trade" in stream:
-        assert scanned is None
-    elif expected is not None:
-        assert scanned == expected
+    handed_over = []
+    scanner = feed.Scanner(
+        SYMBOLS, feed.VENUE, BookTicker, DepthUpdate, lambda *frame: handed_over.append(frame)
+    )
+    scanned = scanner.scan(raw, 7)
+    if "trade" in stream or expected is None:
+        assert handed_over == [(raw, 7)] and scanned is None
+    else:
+        assert handed_over == [] and scanned == expected
 
 
-_prices = st.sampled_from([100.0 + i * 0.5 for i in range(12)])
+_prices = st.sampled_from([100.0 + i * 0.5 for i in range(40)])
 _sizes = st.sampled_from([0.0, 0.0, 0.25, 1.0, 3.5])
+_levels = st.lists(st.tuples(_prices, _sizes), max_size=30)
 
 
-@given(
-    st.dictionaries(_prices, _sizes.filter(bool), max_size=8),
-    st.lists(st.tuples(_prices, _sizes), max_size=12),
-    st.booleans(),
-)
-def test_compiled_levels_leave_a_side_as_the_python_loop_does(
-    side: dict[float, float], levels: list[tuple[float, float]], bids: bool
-) -> None:
-    empty = 0.0 if bids else math.inf
-    best = (max(side) if bids else min(side)) if side else empty
-    compiled_side, python_side = dict(side), dict(side)
-    compiled = book.apply_levels(compiled_side, tuple(levels), best, bids)
-    python = book.python_apply_levels(python_side, tuple(levels), best, bids)
-    assert compiled == python
-    assert compiled_side == python_side
-    assert compiled == ((max(python_side) if bids else min(python_side)) if python_side else empty)
+@given(st.lists(st.tuples(st.sampled_from(["apply", "replace", "clear"]), _levels), max_size=12))
+def test_a_compiled_side_holds_what_a_python_side_holds(steps: list[tuple[str, list]]) -> None:
+    """Snapshots, diffs and clears in any order (removals of absent prices, of the best, a side
+    emptied and filled again, enough levels to grow the table): the same levels, the same best."""
+    for bids in (True, False):
+        compiled, python = book.Side(bids), book.PythonSide(bids)
+        for step, levels in steps:
+            for side in (compiled, python):
+                getattr(side, step)(*([tuple(levels)] if step != "clear" else []))
+            assert sorted(compiled.items()) == sorted(python.items())
+            assert compiled.best == python.best
+            assert len(compiled) == len(python)
+            assert compiled.best_levels(5) == python.best_levels(5)
+            for price, _ in levels:
+                assert (price in compiled) == (price in python)
+                assert compiled.get(price) == python.get(price)
+
+
+def test_a_side_refuses_a_price_that_is_not_positive_and_keeps_what_came_before() -> None:
+    for side in (book.Side(True), book.PythonSide(True)):
+        side.apply(((100.0, 1.0), (101.0, 2.0)))
+        for price in (0.0, -1.0, math.nan):
+            try:
+                side.apply(((102.0, 1.0), (101.0, 0.0), (price, 1.0)))
+            except ValueError as exc:
+                assert "positive" in str(exc)
+            else:
+                raise AssertionError(f"{type(side).__name__} took price {price}")
+            assert sorted(side.items()) == [(100.0, 1.0), (102.0, 1.0)] and side.best == 102.0
+            side.apply(((101.0, 2.0), (102.0, 0.0)))

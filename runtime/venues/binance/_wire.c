@@ -2,19 +2,19 @@
  *
  * The parser's hottest step (runtime/venues/binance/feed.py) compiled: a frame laid out exactly as
  * Binance sends it (keys in its order, no whitespace, no escapes, numbers as plain decimals) is
- * turned into the event the Python path would make of it, in one pass over the bytes. Anything
- * else returns None and the Python path decides: it parses what it can and drops the rest with
- * its reason. So this module never drops, counts or rejects a frame; it only recognizes good ones,
- * and an event it returns is always the one the Python path returns for the same bytes
- * (tests/unit/test_binance_wire.py compares the two on generated and mutated frames).
+ * turned into the event the Python path would make of it, in one pass over the bytes. Any other
+ * frame goes to the Python path (the scanner's ``fallback``), which decides: it parses what it
+ * can and drops the rest with its reason. So this module never drops, counts or rejects a frame;
+ * it only recognizes good ones, and an event it makes is always the one the Python path makes of
+ * the same bytes (tests/unit/test_compiled.py compares the two on generated and mutated frames).
  *
- * Grammar accepted (anything else: None):
+ * Grammar taken (anything else goes to the fallback):
  *   ticker: {"stream":"<name>@bookTicker","data":{"u":ID,"s":"SYM","b":DEC,"B":DEC,"a":DEC,"A":DEC}}
  *   depth:  {"stream":"<name>@depth<rest>","data":{"e":"depthUpdate","E":ID,"s":"SYM","U":ID,
  *            "u":ID,"b":[["P","Q"],...],"a":[["P","Q"],...]}}
  *   ID:  0|[1-9][0-9]{0,18}, at most 2**63 - 1 (what runtime.core.frames.Id allows)
  *   DEC: "(0|[1-9][0-9]*)(.[0-9]+)?", 40 characters at most (finite, not negative by construction)
- *   SYM: "[A-Z0-9]{1,32}", mapped through the parser's symbol table (unknown: None)
+ *   SYM: "[A-Z0-9]{1,32}", mapped through the parser's symbol table (unknown: the fallback)
  * and the values' checks: ticker 0 < bid <= ask; depth every price > 0 and U <= u, at most
  * MAX_LEVELS levels a side.
  */
@@ -86,47 +86,37 @@ static const double POWERS_OF_TEN[] = {
 static int
 scan_decimal(Cursor *c, double *out)
 {
-    const char *start = c->p + 1;
-    const char *p = start;
-    uint64_t mantissa = 0;
-    int significant = 0;
-    int fraction = 0;
-    if (p >= c->end || c->p[0] != '"') {
+    const char *p = c->p + 1;
+    const char *start = p;
+    const char *end = c->end;
+    uint64_t mantissa = 0; /* exact while there are at most 19 digits */
+    Py_ssize_t fraction = 0;
+    Py_ssize_t digits;
+    if (c->p >= end || c->p[0] != '"' || p >= end || !is_digit(*p)) {
         return 0;
     }
-    if (p < c->end && *p == '0') {
+    if (*p == '0') {
         p++;
     }
     else {
-        if (p >= c->end || !is_digit(*p)) {
-            return 0;
-        }
-        while (p < c->end && is_digit(*p)) {
-            if (significant < 19) {
-                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-            }
-            significant += (mantissa != 0);
-            p++;
+        for (; p < end && is_digit(*p); p++) {
+            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
         }
     }
-    if (p < c->end && *p == '.') {
-        p++;
-        if (p >= c->end || !is_digit(*p)) {
+    if (p < end && *p == '.') {
+        const char *first = ++p;
+        for (; p < end && is_digit(*p); p++) {
+            mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+        }
+        if ((fraction = p - first) == 0) {
             return 0;
         }
-        while (p < c->end && is_digit(*p)) {
-            if (significant < 19) {
-                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
-                fraction++;
-            }
-            significant += (mantissa != 0);
-            p++;
-        }
     }
-    if (p >= c->end || *p != '"' || p - start > MAX_DECIMAL) {
+    if (p >= end || *p != '"' || p - start > MAX_DECIMAL) {
         return 0;
     }
-    if (significant <= 19 && mantissa <= ((uint64_t)1 << 53) && fraction <= 22) {
+    digits = (p - start) - (fraction > 0);
+    if (digits <= 19 && mantissa <= ((uint64_t)1 << 53) && fraction <= 22) {
         /* Both operands exact, so one IEEE division gives the correctly rounded value, as a
          * correctly rounding parser (msgspec's, Python's float()) does: Clinger's fast path. */
         *out = (double)mantissa / POWERS_OF_TEN[fraction];
@@ -178,95 +168,105 @@ scan_symbol(Cursor *c, PyObject *symbols, int *error)
     return symbol;
 }
 
-/* '{"stream":"<name>@<kind>' up to and including the stream's closing quote: 1 if the text
- * after the name's first '@' starts with ``kind`` (the whole rest if ``exact``). */
-static int
-scan_stream(Cursor *c, const char *kind, size_t kind_len, int exact)
+enum Kind { OTHER, TICKER, DEPTH };
+
+/* '{"stream":"<name>@<kind>"', up to and including the stream's closing quote: TICKER if the
+ * text after the name's first '@' is "bookTicker", DEPTH if it starts with "depth". */
+static enum Kind
+stream_kind(Cursor *c)
 {
     const char *p;
     const char *at = NULL;
+    size_t length;
     if (!LITERAL(c, "{\"stream\":\"")) {
-        return 0;
+        return OTHER;
     }
     for (p = c->p; p < c->end && *p != '"'; p++) {
         if (*p == '\\' || (unsigned char)*p < 0x20) {
-            return 0;
+            return OTHER;
         }
         if (*p == '@' && at == NULL) {
-            at = p;
+            at = p + 1;
         }
     }
     if (at == NULL || p >= c->end) {
-        return 0;
-    }
-    at++;
-    if ((size_t)(p - at) < kind_len || memcmp(at, kind, kind_len) != 0 ||
-        (exact && (size_t)(p - at) != kind_len)) {
-        return 0;
+        return OTHER;
     }
     c->p = p + 1;
-    return 1;
+    length = (size_t)(p - at);
+    if (length == 10 && memcmp(at, "bookTicker", 10) == 0) {
+        return TICKER;
+    }
+    return length >= 5 && memcmp(at, "depth", 5) == 0 ? DEPTH : OTHER;
 }
 
-/* The parser's view of one venue: its symbol table, name and the event types it makes. */
+/* The parser's view of one venue: its symbol table, name, the event types it makes and the
+ * parser for every other frame. */
 typedef struct {
     PyObject_HEAD
     PyObject *symbols;
     PyObject *venue;
     PyObject *book_ticker;
     PyObject *depth_update;
+    PyObject *fallback;
 } Scanner;
 
 static int
 Scanner_init(Scanner *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"symbols", "venue", "book_ticker", "depth_update", NULL};
+    static char *keywords[] = {"symbols", "venue", "book_ticker", "depth_update", "fallback",
+                               NULL};
     PyObject *symbols;
     PyObject *venue;
     PyObject *book_ticker;
     PyObject *depth_update;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!UOO", keywords, &PyDict_Type, &symbols,
-                                     &venue, &book_ticker, &depth_update)) {
+    PyObject *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!UOOO", keywords, &PyDict_Type, &symbols,
+                                     &venue, &book_ticker, &depth_update, &fallback)) {
         return -1;
     }
-    Py_INCREF(symbols);
-    Py_INCREF(venue);
-    Py_INCREF(book_ticker);
-    Py_INCREF(depth_update);
-    Py_XSETREF(self->symbols, symbols);
-    Py_XSETREF(self->venue, venue);
-    Py_XSETREF(self->book_ticker, book_ticker);
-    Py_XSETREF(self->depth_update, depth_update);
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return -1;
+    }
+    Py_XSETREF(self->symbols, Py_NewRef(symbols));
+    Py_XSETREF(self->venue, Py_NewRef(venue));
+    Py_XSETREF(self->book_ticker, Py_NewRef(book_ticker));
+    Py_XSETREF(self->depth_update, Py_NewRef(depth_update));
+    Py_XSETREF(self->fallback, Py_NewRef(fallback));
+    return 0;
+}
+
+/* The fallback is the parser's bound method and the parser holds the scanner's: a cycle, which
+ * the garbage collector can break only if it sees the scanner's references. */
+static int
+Scanner_traverse(Scanner *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->symbols);
+    Py_VISIT(self->venue);
+    Py_VISIT(self->book_ticker);
+    Py_VISIT(self->depth_update);
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int
+Scanner_clear(Scanner *self)
+{
+    Py_CLEAR(self->symbols);
+    Py_CLEAR(self->venue);
+    Py_CLEAR(self->book_ticker);
+    Py_CLEAR(self->depth_update);
+    Py_CLEAR(self->fallback);
     return 0;
 }
 
 static void
 Scanner_dealloc(Scanner *self)
 {
-    Py_XDECREF(self->symbols);
-    Py_XDECREF(self->venue);
-    Py_XDECREF(self->book_ticker);
-    Py_XDECREF(self->depth_update);
+    PyObject_GC_UnTrack(self);
+    Scanner_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static int
-frame_args(Scanner *self, PyObject *const *args, Py_ssize_t nargs, Cursor *c)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "expected (raw: bytes, local_ts_ns: int)");
-        return -1;
-    }
-    if (self->symbols == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "scanner not initialized");
-        return -1;
-    }
-    if (!PyBytes_CheckExact(args[0])) {
-        return 0;
-    }
-    c->p = PyBytes_AS_STRING(args[0]);
-    c->end = c->p + PyBytes_GET_SIZE(args[0]);
-    return 1;
 }
 
 static PyObject *
@@ -275,22 +275,18 @@ none(void)
     Py_RETURN_NONE;
 }
 
-/* ticker(raw, local_ts_ns) -> BookTicker | None */
+/* The rest of a combined bookTicker frame: its BookTicker, or None. */
 static PyObject *
-Scanner_ticker(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
+ticker(Scanner *self, Cursor c, PyObject *local_ts_ns)
 {
-    Cursor c;
     PyObject *u = NULL;
     PyObject *symbol;
     PyObject *result = NULL;
     double numbers[4]; /* bid, bid size, ask, ask size */
     static const char *const keys[4] = {",\"b\":", ",\"B\":", ",\"a\":", ",\"A\":"};
-    int status = frame_args(self, args, nargs, &c);
+    int status;
     int error = 0;
-    if (status <= 0) {
-        return status < 0 ? NULL : none();
-    }
-    if (!scan_stream(&c, "bookTicker", 10, 1) || !LITERAL(&c, ",\"data\":{\"u\":")) {
+    if (!LITERAL(&c, ",\"data\":{\"u\":")) {
         return none();
     }
     if ((u = scan_id(&c)) == NULL) {
@@ -304,7 +300,10 @@ Scanner_ticker(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (int i = 0; i < 4; i++) {
-        if (!literal(&c, keys[i], 5) || (status = scan_decimal(&c, &numbers[i])) <= 0) {
+        if (!literal(&c, keys[i], 5)) {
+            goto done;
+        }
+        if ((status = scan_decimal(&c, &numbers[i])) <= 0) {
             error = status;
             goto done;
         }
@@ -324,7 +323,7 @@ Scanner_ticker(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
             PyObject *zero = PyLong_FromLong(0);
             if (zero != NULL) {
                 PyObject *call[9] = {self->venue, symbol, floats[0], floats[1], floats[2],
-                                     floats[3], u, zero, args[1]};
+                                     floats[3], u, zero, local_ts_ns};
                 result = PyObject_Vectorcall(self->book_ticker, call, 9, NULL);
                 Py_DECREF(zero);
             }
@@ -397,22 +396,17 @@ scan_levels(Cursor *c)
     return levels;
 }
 
-/* depth(raw, local_ts_ns) -> DepthUpdate | None (a diff, never a snapshot) */
+/* The rest of a combined depth diff: its DepthUpdate, or None. */
 static PyObject *
-Scanner_depth(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
+depth(Scanner *self, Cursor c, PyObject *local_ts_ns)
 {
-    Cursor c;
     PyObject *ids[3] = {NULL, NULL, NULL}; /* E, U, u */
     PyObject *symbol = NULL;
     PyObject *sides[2] = {NULL, NULL};
     PyObject *result = NULL;
-    int status = frame_args(self, args, nargs, &c);
+    int status;
     int error = 0;
-    if (status <= 0) {
-        return status < 0 ? NULL : none();
-    }
-    if (!scan_stream(&c, "depth", 5, 0) ||
-        !LITERAL(&c, ",\"data\":{\"e\":\"depthUpdate\",\"E\":") || (ids[0] = scan_id(&c)) == NULL ||
+    if (!LITERAL(&c, ",\"data\":{\"e\":\"depthUpdate\",\"E\":") || (ids[0] = scan_id(&c)) == NULL ||
         !LITERAL(&c, ",\"s\":") ||
         (symbol = scan_symbol(&c, self->symbols, &error)) == NULL ||
         !LITERAL(&c, ",\"U\":") || (ids[1] = scan_id(&c)) == NULL ||
@@ -428,7 +422,7 @@ Scanner_depth(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
     }
     else if (status > 0) {
         PyObject *call[9] = {self->venue, symbol, ids[1], ids[2], sides[0], sides[1],
-                             Py_False, ids[0], args[1]};
+                             Py_False, ids[0], local_ts_ns};
         result = PyObject_Vectorcall(self->depth_update, call, 9, NULL);
     }
 done:
@@ -443,26 +437,61 @@ done:
     return none();
 }
 
+/* scan(raw, local_ts_ns) -> the event, or what the fallback makes of the frame */
+static PyObject *
+Scanner_scan(Scanner *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Cursor c;
+    PyObject *event = none();
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "scan(raw: bytes, local_ts_ns: int)");
+        return NULL;
+    }
+    if (self->fallback == NULL || self->symbols == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner.__init__ was not called");
+        return NULL;
+    }
+    if (PyBytes_CheckExact(args[0])) {
+        c.p = PyBytes_AS_STRING(args[0]);
+        c.end = c.p + PyBytes_GET_SIZE(args[0]);
+        switch (stream_kind(&c)) {
+        case TICKER:
+            Py_SETREF(event, ticker(self, c, args[1]));
+            break;
+        case DEPTH:
+            Py_SETREF(event, depth(self, c, args[1]));
+            break;
+        default:
+            break;
+        }
+    }
+    if (event != Py_None) {
+        return event; /* an event, or NULL with an exception set */
+    }
+    Py_DECREF(event);
+    return PyObject_Vectorcall(self->fallback, args, 2, NULL);
+}
+
 static PyMethodDef Scanner_methods[] = {
-    {"ticker", (PyCFunction)(void (*)(void))Scanner_ticker, METH_FASTCALL,
-     "ticker(raw, local_ts_ns): the BookTicker of a combined bookTicker frame in Binance's "
-     "layout, or None (the Python path decides)."},
-    {"depth", (PyCFunction)(void (*)(void))Scanner_depth, METH_FASTCALL,
-     "depth(raw, local_ts_ns): the DepthUpdate of a combined depth diff in Binance's layout, "
-     "or None (the Python path decides)."},
+    {"scan", (PyCFunction)(void (*)(void))Scanner_scan, METH_FASTCALL,
+     "scan(raw, local_ts_ns): the BookTicker or DepthUpdate of a combined bookTicker frame or "
+     "depth diff in Binance's layout; for any other bytes, what fallback(raw, local_ts_ns) "
+     "returns."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject ScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "runtime.venues.binance._wire.Scanner",
-    .tp_doc = "Scanner(symbols, venue, book_ticker, depth_update): Binance frames in Binance's own "
-               "layout, as the given event types.",
+    .tp_doc = "Scanner(symbols, venue, book_ticker, depth_update, fallback): Binance frames in "
+              "Binance's own layout, as the given event types; fallback parses the others.",
     .tp_basicsize = sizeof(Scanner),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Scanner_init,
     .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_traverse = (traverseproc)Scanner_traverse,
+    .tp_clear = (inquiry)Scanner_clear,
     .tp_methods = Scanner_methods,
 };
 

@@ -1,7 +1,7 @@
 # The compiled scanner of runtime/venues/binance/_wire.c (optional: feed.py runs without it).
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from runtime.core.events import BookTicker, DepthUpdate
+from runtime.core.events import BookTicker, DepthUpdate, MarketEvent
 
 class Scanner:
     def __init__(
@@ -10,6 +10,6 @@ class Scanner:
         venue: str,
         book_ticker: type[BookTicker],
         depth_update: type[DepthUpdate],
+        fallback: Callable[[bytes, int], MarketEvent | None],
     ) -> None: ...
-    def ticker(self, raw: bytes, local_ts_ns: int, /) -> BookTicker | None: ...
-    def depth(self, raw: bytes, local_ts_ns: int, /) -> DepthUpdate | None: ...
+    def scan(self, raw: bytes, local_ts_ns: int, /) -> MarketEvent | None: ...

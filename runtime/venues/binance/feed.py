@@ -9,10 +9,10 @@ key order, and decodes straight into a typed struct. Anything that does not matc
 order, a proxy that re-serialized the JSON) takes the slow path: decode to a dict, look at the
 keys, convert. Both paths end in the same checks, so the fast path changes speed, not behaviour.
 
-A frame in exactly the layout Binance writes (combined bookTicker and depth diffs) is first
-offered to ``_wire.Scanner``, the same step compiled (``_wire.c``), which returns the event the
-Python path would or None; any frame it does not take goes on below as before. Built without a C
-compiler the package runs the Python path alone (``COMPILED`` says which).
+A frame in exactly the layout Binance writes (combined bookTicker and depth diffs) is parsed by
+``_wire.Scanner``, the same step compiled (``_wire.c``), which makes the event the Python path
+would make of it and hands every other frame to the Python path (``parse_python``), which decides.
+Built without a C compiler the package runs the Python path alone (``COMPILED`` says which).
 
 A frame whose objects repeat a key is dropped (``duplicate_key``): msgspec would keep the last
 value, so ``{"u":9,"s":"BTCUSDT","s":"ETHUSDT",...}`` would move ETHUSDT's top. The fast paths
@@ -164,6 +164,9 @@ class BinanceParser:
     """Parses frames from one Binance connection; see the module docstring."""
 
     venue: Final = VENUE
+    parse: Callable[[bytes, int], MarketEvent | None]
+    """One frame to its event, or None after counting why not: the compiled scanner, which hands
+    what it does not take to ``parse_python``; ``parse_python`` itself where it is not built."""
 
     def __init__(
         self,
@@ -184,18 +187,13 @@ class BinanceParser:
             _Combined[_CheckedDepthWire], strict=False
         )
         self._combined_trade = msgspec.json.Decoder(_Combined[_TradeWire], strict=False)
-        scanner = (
-            Scanner(self._symbols, VENUE, BookTicker, DepthUpdate)
-            if compiled and Scanner is not None
-            else _PythonOnly()
-        )
-        self._scan_ticker = scanner.ticker
-        self._scan_depth = scanner.depth
+        self.parse = self.parse_python
+        if compiled and Scanner is not None:
+            # The method itself: a frame the scanner takes costs no Python call at all.
+            scanner = Scanner(self._symbols, VENUE, BookTicker, DepthUpdate, self.parse_python)
+            self.parse = scanner.scan
 
-    def parse(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
-        event = self._scan_ticker(raw, local_ts_ns)  # the engine's subscription: most frames
-        if event is not None:
-            return event
+    def parse_python(self, raw: bytes, local_ts_ns: int) -> MarketEvent | None:
         # The first key's first letter tells the kind: an index costs a third of a startswith.
         try:
             first_key = raw[2]
@@ -240,9 +238,6 @@ class BinanceParser:
     def _combined_depth_fast(self, raw: bytes, ts: int) -> MarketEvent | None:
         """A combined depth diff: ``_parse_combined`` and ``_depth_update`` with the levels
         checked by the decoder; any frame it does not take goes to the slow path."""
-        event = self._scan_depth(raw, ts)
-        if event is not None:
-            return event
         try:
             wire = self._combined_checked_depth.decode(raw).data
         except DECODE_ERRORS:
@@ -351,16 +346,6 @@ class BinanceParser:
         # "m": the buyer was the maker, so the seller took liquidity.
         aggressor: Side = SELL if wire.m else BUY
         return Trade(VENUE, symbol, wire.p, wire.q, aggressor, wire.t, wire.T, ts)
-
-
-class _PythonOnly:
-    """``Scanner``'s place when it was not compiled: it takes no frame."""
-
-    def ticker(self, raw: bytes, local_ts_ns: int) -> BookTicker | None:
-        return None
-
-    def depth(self, raw: bytes, local_ts_ns: int) -> DepthUpdate | None:
-        return None
 
 
 def _wire_type(obj: dict[str, Any], stream: object) -> type[msgspec.Struct] | None:
