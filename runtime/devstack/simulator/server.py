@@ -272,45 +272,66 @@ class ExchangeSimulator:
         self.model.step(dt_s)
         self.stats.ticks += 1
         now_ms = int(time.time() * 1000)
+        wanted: dict[tuple[str, str], set[str]] = {}
+        for subscriber in self._subscribers:
+            for market, kinds in subscriber.streams.items():
+                wanted.setdefault(market, set()).update(kinds)
         for market in MARKETS:
             if market[0] in self.stalled:
                 continue
-            frames = self._frames(market, now_ms)
+            frames = self._frames(market, now_ms, wanted.get(market, set()))
             if frames:
                 self._publish(market, frames)
         if self.on_dislocation is not None and self.model.dislocations != dislocations:
             self.on_dislocation(self.model.last_dislocation, time.time_ns())
 
-    def _frames(self, market: tuple[str, str], now_ms: int) -> dict[str, dict[str, Any]]:
+    def _frames(
+        self, market: tuple[str, str], now_ms: int, wanted: set[str]
+    ) -> dict[str, dict[str, Any]]:
+        """This tick's frames of ``market``, of the kinds in ``wanted`` only: building a frame
+        nobody subscribed to cost the tick more than the market itself (ids, trades and random
+        draws advance all the same, so one seed still repeats a session)."""
         venue = market[0]
         ladder = self.model.ladders[market]
         venue_symbol = self._venue_symbols[market]
         trade = self.model.trade(market)
+        if trade is not None:
+            self._trade_ids += 1
         frames: dict[str, dict[str, Any]] = {}
         if venue == "binance":
             self._update_ids[market] += self._rng.randint(1, 3)
-            frames["bookTicker"] = _binance_ticker(venue_symbol, ladder, self._update_ids[market])
-            frames["depth"] = self._binance_diff(market, venue_symbol, ladder, now_ms)
-            if trade is not None:
-                self._trade_ids += 1
+            if "bookTicker" in wanted:
+                update_id = self._update_ids[market]
+                frames["bookTicker"] = _binance_ticker(venue_symbol, ladder, update_id)
+            depth = self._binance_diff(market, venue_symbol, ladder, now_ms, "depth" in wanted)
+            if depth is not None:
+                frames["depth"] = depth
+            if trade is not None and "trade" in wanted:
                 frames["trade"] = _binance_trade(venue_symbol, trade, self._trade_ids, now_ms)
         else:
-            frames["orderbook"] = _upbit_orderbook(venue_symbol, ladder, now_ms)
-            if trade is not None:
-                self._trade_ids += 1
+            if "orderbook" in wanted:
+                frames["orderbook"] = _upbit_orderbook(venue_symbol, ladder, now_ms)
+            if trade is not None and "trade" in wanted:
                 frames["trade"] = _upbit_trade(venue_symbol, trade, self._trade_ids, now_ms)
         return frames
 
     def _binance_diff(
-        self, market: tuple[str, str], venue_symbol: str, ladder: Ladder, now_ms: int
-    ) -> dict[str, Any]:
+        self, market: tuple[str, str], venue_symbol: str, ladder: Ladder, now_ms: int, build: bool
+    ) -> dict[str, Any] | None:
+        """The depth diff from the last sent ladder to ``ladder`` (None unless ``build``); the
+        update ids advance either way."""
         previous = self._sent_ladders.get(market)
         first = self._depth_ids[market] + 1
-        if self.config.faults.gap_ratio and self._rng.random() < self.config.faults.gap_ratio:
+        gap = (
+            bool(self.config.faults.gap_ratio) and self._rng.random() < self.config.faults.gap_ratio
+        )
+        if gap:
             first += 1  # an update id the client never sees
-            self.stats.gaps_made += 1
         last = max(self._update_ids[market], first)
         self._depth_ids[market] = self._update_ids[market] = last
+        if not build:
+            return None
+        self.stats.gaps_made += gap
         self._sent_ladders[market] = ladder
         return {
             "e": "depthUpdate",
