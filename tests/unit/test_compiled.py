@@ -1,8 +1,8 @@
 """The compiled steps of the market-data path against the Python they stand in for.
 
-``runtime/venues/binance/_wire.c`` recognizes frames in Binance's own layout and must return,
-for any bytes, the event the Python parser returns or None (then the Python parser decides, and
-counts any drop); ``runtime/trading/_sides.c`` is ``book.PythonSide`` compiled. Both are
+``runtime/venues/binance/_wire.c`` recognizes frames in Binance's own layout and must make, of
+any bytes, the event the Python parser makes, or hand the frame to it (which decides, and counts
+any drop); ``runtime/trading/_sides.c`` is ``book.PythonSide`` compiled. Both are
 optional at install time (no C compiler: the Python runs alone), so the first test makes sure
 they were built here: everything else in the suite then runs through them.
 """

@@ -320,7 +320,6 @@ class ExchangeSimulator:
     ) -> dict[str, Any] | None:
         """The depth diff from the last sent ladder to ``ladder`` (None unless ``build``); the
         update ids advance either way."""
-        previous = self._sent_ladders.get(market)
         first = self._depth_ids[market] + 1
         gap = (
             bool(self.config.faults.gap_ratio) and self._rng.random() < self.config.faults.gap_ratio
@@ -332,6 +331,7 @@ class ExchangeSimulator:
         if not build:
             return None
         self.stats.gaps_made += gap
+        previous = self._sent_ladders.get(market)
         self._sent_ladders[market] = ladder
         return {
             "e": "depthUpdate",
